@@ -1,0 +1,622 @@
+"""CBF images: header parsing, experiment models from the header, pixel data through fabio.
+
+Two header flavours are understood:
+
+* Pilatus miniCBF (``_array_data.header_convention PILATUS_1.2``): the ``# Key value`` lines of
+  ``_array_data.header_contents``. Geometry follows dxtbx's miniCBF convention: fast axis (1,0,0),
+  slow axis (0,-1,0), origin (-beam_x*px, +beam_y*px, -distance) mm, beam direction (0,0,1),
+  rotation axis (1,0,0). A nonzero ``Detector_2theta`` rotates the detector about +x (same sense as
+  the full-CBF DET_2THETA axis; not checked against a dxtbx import).
+* Full CBF with imgCIF geometry (e.g. DLS I19): the ``_axis``, ``_diffrn_scan_axis``,
+  ``_diffrn_scan_frame_axis``, ``_array_structure_list(_axis)`` loops give the detector axes and
+  origin by composing the axis chain (translations and rotations, with offsets), the SOURCE axis
+  gives the beam direction and the scanned goniometer axis (rotated by the axes it depends on) the
+  rotation axis. Limits: one array per file, one detector element, no ``decreasing`` origin shift
+  (a decreasing axis only flips its direction), no multi-axis goniometer model beyond the scan
+  axis, no format-class static masks (e.g. the I03 SmarGon shadow mask).
+
+Trusted range is (0, Count_cutoff) inclusive (current dxtbx); DIALS 3.12 wrote (-1, cutoff) with
+exclusive ends, which selects the same integer pixels. Pilatus module gaps (487 x 195 px modules,
+7 px fast and 17 px slow gaps) become panel mask rectangles when the image tiles into modules.
+"""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import hashlib
+import io
+import math
+import re
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import BinaryIO
+
+import numpy as np
+
+from findspots.images import ImageError
+from findspots.images.models import Beam, Detector, Goniometer, Panel
+
+BINARY_SECTION = b"--CIF-BINARY-FORMAT-SECTION--"
+BINARY_START = b"\x0c\x1a\x04\xd5"
+HEADER_CHUNK = 65536
+HEADER_LIMIT = 4 * 1024 * 1024  # give up looking for the binary section after this many bytes
+
+PILATUS_MODULE = (487, 195)  # (fast, slow) pixels
+PILATUS_GAP = (7, 17)
+DEFAULT_CUTOFF = 1.0e6  # used only when a header has no Count_cutoff / overload value
+
+# Format-class quirks keyed by detector serial number: lab rotation axis for vertical goniometers.
+ROTATION_AXIS_BY_SERIAL = {"60-0119": (0.0, 1.0, 0.0)}  # DLS I24 PILATUS3 6M
+
+_ELEMENT_TYPES = {
+    "signed 32-bit integer": np.int32,
+    "unsigned 32-bit integer": np.uint32,
+    "signed 16-bit integer": np.int16,
+    "unsigned 16-bit integer": np.uint16,
+    "signed 8-bit integer": np.int8,
+    "unsigned 8-bit integer": np.uint8,
+}
+
+
+@dataclass
+class ScanInfo:
+    """Per-image scan values read from a header."""
+
+    start_angle: float
+    angle_increment: float
+    exposure_time: float
+    epoch: float
+
+
+@dataclass
+class CbfHeader:
+    """Parsed header of one CBF file."""
+
+    path: str
+    cif: dict[str, list[str]] = field(default_factory=dict)  # item name -> values (loops: a column)
+    mini: dict[str, str] = field(default_factory=dict)  # Pilatus "# Key value" lines
+    mime: dict[str, str] = field(default_factory=dict)  # binary section headers
+    timestamp: str | None = None
+    byte_offset: bool = False  # binary section uses the x-CBF_BYTE_OFFSET conversion
+
+    def first(self, name: str) -> str | None:
+        """First value of a CIF item, or None."""
+        return self.cell(name, 0)
+
+    def cell(self, name: str, row: int) -> str | None:
+        """Value of a CIF item (or loop column) in a given row, or None when absent."""
+        values = self.cif.get(name.lower())
+        if values is None or not 0 <= row < len(values):
+            return None
+        return values[row]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(slow, fast) array shape from X-Binary-Size-Second/Fastest-Dimension."""
+        try:
+            return int(self.mime["x-binary-size-second-dimension"]), int(
+                self.mime["x-binary-size-fastest-dimension"]
+            )
+        except (KeyError, ValueError) as e:
+            raise ImageError(f"{self.path}: CBF binary header has no valid image dimensions") from e
+
+
+# ---------------------------------------------------------------------------------------------- I/O
+
+
+@contextmanager
+def _open_binary(path: str) -> Iterator[BinaryIO]:
+    """The file's (decompressed) byte stream; gzip and bzip2 are recognised by their magic bytes."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file") from e
+    except OSError as e:
+        raise ImageError(f"{path}: cannot open ({e.strerror or e})") from e
+    with fh:
+        magic = fh.read(3)
+        fh.seek(0)
+        if magic[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=fh) as stream:
+                yield stream
+        elif magic == b"BZh":
+            with bz2.BZ2File(fh) as stream:
+                yield stream
+        else:
+            yield fh
+
+
+def _read_all(path: str) -> bytes:
+    with _open_binary(path) as fh:
+        try:
+            return fh.read()
+        except (OSError, EOFError, zlib.error, ValueError) as e:
+            raise ImageError(f"{path}: corrupt or truncated compressed file ({e})") from e
+
+
+def read_header_bytes(path: str) -> bytes:
+    """The text before the binary data (through the MIME headers), reading as little as possible."""
+    buf = bytearray()
+    with _open_binary(path) as fh:
+        try:
+            while len(buf) < HEADER_LIMIT:
+                chunk = fh.read(HEADER_CHUNK)
+                if not chunk:
+                    break
+                if not buf:
+                    _check_is_cbf(path, chunk[:64], True)  # fail fast on non-CBF files
+                buf += chunk
+                i = buf.find(BINARY_SECTION)
+                if i >= 0 and buf.find(BINARY_START, i) >= 0:
+                    break
+        except (OSError, EOFError, zlib.error, ValueError) as e:
+            raise ImageError(f"{path}: corrupt or truncated compressed file ({e})") from e
+    end = buf.find(BINARY_START, max(buf.find(BINARY_SECTION), 0))
+    _check_is_cbf(path, bytes(buf[:64]), buf.find(BINARY_SECTION) >= 0 and end >= 0)
+    return bytes(buf[:end])
+
+
+def _check_is_cbf(path: str, start: bytes, has_binary: bool) -> None:
+    if not (start.startswith(b"###CBF") or start.lstrip().startswith(b"data_")):
+        raise ImageError(f"{path}: not a CBF file")
+    if not has_binary:
+        raise ImageError(f"{path}: CBF has no binary data section (truncated or not an image)")
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+_TOKEN = re.compile(r"'[^']*'(?=\s|$)|\"[^\"]*\"(?=\s|$)|\S+")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """CIF tokens as (kind, value), kind in name/value/loop/data; text fields are values."""
+    out: list[tuple[str, str]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith(";"):
+            body = [line[1:]]
+            i += 1
+            while i < len(lines) and not lines[i].startswith(";"):
+                body.append(lines[i])
+                i += 1
+            out.append(("value", "\n".join(body)))
+            i += 1
+            continue
+        for m in _TOKEN.finditer(line):
+            tok = m.group(0)
+            if tok.startswith("#"):
+                break
+            if tok[0] in "'\"":
+                out.append(("value", tok[1:-1]))
+            elif tok.lower() == "loop_":
+                out.append(("loop", tok))
+            elif tok.lower().startswith("data_"):
+                out.append(("data", tok))
+            elif tok.startswith("_"):
+                out.append(("name", tok.lower()))
+            else:
+                out.append(("value", tok))
+        i += 1
+    return out
+
+
+def parse_cif(text: str) -> dict[str, list[str]]:
+    """Items and loop columns of one CIF data block: name (lower case) -> list of values."""
+    toks = _tokens(text)
+    items: dict[str, list[str]] = {}
+    i = 0
+    while i < len(toks):
+        kind, val = toks[i]
+        if kind == "loop":
+            names = []
+            i += 1
+            while i < len(toks) and toks[i][0] == "name":
+                names.append(toks[i][1])
+                i += 1
+            values = []
+            while i < len(toks) and toks[i][0] == "value":
+                values.append(toks[i][1])
+                i += 1
+            for k, name in enumerate(names):
+                items[name] = values[k :: len(names)]
+        elif kind == "name":
+            if i + 1 < len(toks) and toks[i + 1][0] == "value":
+                items[val] = [toks[i + 1][1]]
+                i += 1
+            i += 1
+        else:
+            i += 1
+    return items
+
+
+_MINI_LINE = re.compile(r"^#\s*([A-Za-z_][\w-]*)[:=]?\s*(.*?)\s*$")
+_TIMESTAMP = re.compile(r"^#\s*(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
+
+
+def _parse_mini(contents: str) -> tuple[dict[str, str], str | None]:
+    mini: dict[str, str] = {}
+    stamp = None
+    for line in contents.splitlines():
+        line = line.strip()
+        if m := _TIMESTAMP.match(line):
+            stamp = m.group(1)
+            continue
+        if m := re.match(r"^#\s*(\w+)\s+sensor,\s*thickness\s+(\S+)\s*m", line):
+            mini["Sensor_material"] = m.group(1)
+            mini["Sensor_thickness"] = m.group(2)
+            continue
+        if m := _MINI_LINE.match(line):
+            mini.setdefault(m.group(1), m.group(2))
+    return mini, stamp
+
+
+def _parse_mime(text: str) -> dict[str, str]:
+    mime: dict[str, str] = {}
+    for line in text.splitlines():
+        if m := re.match(r"^([A-Za-z][\w-]*):\s*(.*?)\s*$", line):
+            mime[m.group(1).lower()] = m.group(2).strip('"')
+    return mime
+
+
+def parse_header(path: str, raw_header: bytes) -> CbfHeader:
+    """Split header bytes into CIF items, the Pilatus mini header and the MIME binary headers."""
+    text = raw_header.decode("latin-1")
+    cut = text.find(BINARY_SECTION.decode())
+    cif_text, mime_text = (text, "") if cut < 0 else (text[:cut], text[cut:])
+    cif = parse_cif(cif_text)
+    contents = cif.get("_array_data.header_contents", [""])[0]
+    mini, stamp = _parse_mini(contents)
+    byte_offset = "x-cbf_byte_offset" in mime_text.lower()
+    mime = _parse_mime(mime_text)
+    return CbfHeader(path=path, cif=cif, mini=mini, mime=mime, timestamp=stamp, byte_offset=byte_offset)
+
+
+def read_header(path: str) -> CbfHeader:
+    """Read and parse only the header of a CBF (plain, .gz or .bz2)."""
+    return parse_header(path, read_header_bytes(path))
+
+
+# ------------------------------------------------------------------------------------------- pixels
+
+
+def read_raw(path: str) -> np.ndarray:
+    """Decode the image array (slow, fast) of any CBF (also .gz/.bz2) in its native dtype."""
+    data = _read_all(path)
+    start = data.find(BINARY_START, max(data.find(BINARY_SECTION), 0))
+    _check_is_cbf(path, data[:64], data.find(BINARY_SECTION) >= 0 and start >= 0)
+    header = parse_header(path, data[:start])
+    shape = header.shape
+    binary = _binary_section(header, data, start + len(BINARY_START))
+    try:
+        arr = _decode(header, data, binary, shape)
+    except ImageError:
+        raise
+    except Exception as e:  # fabio raises many types (AssertionError, ValueError, ...)
+        raise ImageError(f"{path}: cannot decode CBF data ({type(e).__name__}: {e})") from e
+    return _checked_array(header, arr, shape)
+
+
+def _decode(header: CbfHeader, data: bytes, binary: bytes, shape: tuple[int, int]) -> np.ndarray:
+    from fabio import compression  # imported here: fabio is slow to import
+
+    if header.byte_offset:
+        dtype = (
+            "int32"
+            if header.mime.get("x-binary-element-type", "").lower().endswith("32-bit integer")
+            else None
+        )
+        return np.asarray(compression.decByteOffset(binary, size=shape[0] * shape[1], dtype=dtype or "int64"))
+    from fabio.cbfimage import CbfImage
+
+    img = CbfImage()
+    img.read(io.BytesIO(data))
+    return np.asarray(img.data).ravel()
+
+
+def _binary_section(header: CbfHeader, data: bytes, offset: int) -> bytes:
+    """The compressed binary block, checked against X-Binary-Size and Content-MD5."""
+    size = header.mime.get("x-binary-size", "")
+    if not size.isdigit():
+        return data[offset:]
+    available = len(data) - offset
+    if available < int(size):
+        raise ImageError(f"{header.path}: truncated CBF: binary section has {available} of {int(size)} bytes")
+    binary = data[offset : offset + int(size)]
+    md5 = header.mime.get("content-md5")
+    if md5 and base64.b64encode(hashlib.md5(binary).digest()).decode() != md5:
+        raise ImageError(f"{header.path}: corrupt CBF: binary data does not match its Content-MD5")
+    return binary
+
+
+def _checked_array(header: CbfHeader, arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    n = header.mime.get("x-binary-number-of-elements")
+    if n is not None and n.isdigit() and int(n) != shape[0] * shape[1]:
+        raise ImageError(
+            f"{header.path}: CBF header element count {n} does not match dimensions {shape[1]} x {shape[0]}"
+        )
+    if arr.size != shape[0] * shape[1]:
+        raise ImageError(
+            f"{header.path}: corrupt CBF: decoded {arr.size} pixels, header says {shape[1]} x {shape[0]}"
+        )
+    arr = arr.reshape(shape)
+    dtype = _ELEMENT_TYPES.get(header.mime.get("x-binary-element-type", "").lower())
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    m = re.search(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", text)
+    return float(m.group(0)) if m else None
+
+
+def _epoch(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    try:
+        return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _rotation(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Right-handed rotation matrix about a unit axis."""
+    x, y, z = axis / np.linalg.norm(axis)
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    t = 1 - c
+    return np.array(
+        [
+            [t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+            [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+            [t * x * z - s * y, t * y * z + s * x, t * z * z + c],
+        ]
+    )
+
+
+def pilatus_gap_rects(nfast: int, nslow: int) -> list[tuple[int, int, int, int]]:
+    """Module-gap rectangles (x0, y0, x1, y1) for a Pilatus image of whole modules, else []."""
+    (mf, ms), (gf, gs) = PILATUS_MODULE, PILATUS_GAP
+    if (nfast + gf) % (mf + gf) or (nslow + gs) % (ms + gs):
+        return []
+    nx, ny = (nfast + gf) // (mf + gf), (nslow + gs) // (ms + gs)
+    rects = [(k * mf + (k - 1) * gf, 0, k * (mf + gf), nslow) for k in range(1, nx)]
+    rects += [(0, k * ms + (k - 1) * gs, nfast, k * (ms + gs)) for k in range(1, ny)]
+    return rects
+
+
+def _detector_name(h: CbfHeader) -> tuple[str, str]:
+    """(detector string, serial number) from '# Detector: NAME, S/N SERIAL ...'."""
+    text = h.mini.get("Detector", "")
+    m = re.search(r"S/N\s+([\w-]+)", text)
+    return text, (m.group(1) if m else "")
+
+
+def _panel_common(h: CbfHeader, nfast: int, nslow: int) -> dict:
+    name, _ = _detector_name(h)
+    full_overload = _number(h.first("_array_intensities.overload"))
+    cutoff = full_overload if full_overload is not None else _number(h.mini.get("Count_cutoff"))
+    is_pad = any(k in name.upper() for k in ("PILATUS", "EIGER"))
+    material = h.mini.get("Sensor_material", "")
+    material = {"silicon": "Si"}.get(material.lower(), material)
+    thickness = _number(h.mini.get("Sensor_thickness"))
+    return dict(
+        image_size=(nfast, nslow),
+        trusted_range=(0.0, cutoff if cutoff is not None else DEFAULT_CUTOFF),
+        type="SENSOR_PAD" if is_pad or h.mini else "CCD",
+        mask_rects=pilatus_gap_rects(nfast, nslow) if "PILATUS" in name.upper() else [],
+        thickness=thickness * 1000.0 if thickness is not None else 0.0,
+        material=material,
+    )
+
+
+def _mini_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
+    nslow, nfast = h.shape
+    px = re.findall(r"([-+\d.eE]+)\s*m", h.mini.get("Pixel_size", ""))
+    beam_xy = re.findall(r"[-+\d.eE]+", h.mini.get("Beam_xy", ""))
+    wavelength = _number(h.mini.get("Wavelength"))
+    distance = _number(h.mini.get("Detector_distance"))
+    if len(px) < 2 or len(beam_xy) < 2 or wavelength is None or distance is None:
+        raise ImageError(
+            f"{h.path}: Pilatus header lacks Pixel_size, Beam_xy, Wavelength or Detector_distance"
+        )
+    pf, ps = float(px[0]) * 1000.0, float(px[1]) * 1000.0
+    bx, by = float(beam_xy[0]), float(beam_xy[1])
+    rot = _rotation(np.array([1.0, 0.0, 0.0]), _number(h.mini.get("Detector_2theta")) or 0.0)
+    panel = Panel(
+        pixel_size=(pf, ps),
+        origin=rot @ np.array([-bx * pf, by * ps, -distance * 1000.0]),
+        fast_axis=rot @ np.array([1.0, 0.0, 0.0]),
+        slow_axis=rot @ np.array([0.0, -1.0, 0.0]),
+        **_panel_common(h, nfast, nslow),
+    )
+    _, serial = _detector_name(h)
+    gonio = Goniometer(ROTATION_AXIS_BY_SERIAL.get(serial, (1.0, 0.0, 0.0)))
+    exposure = _number(h.mini.get("Exposure_period")) or _number(h.mini.get("Exposure_time")) or 0.0
+    scan = ScanInfo(
+        start_angle=_number(h.mini.get("Start_angle")) or 0.0,
+        angle_increment=_number(h.mini.get("Angle_increment")) or 0.0,
+        exposure_time=exposure,
+        epoch=_epoch(h.timestamp),
+    )
+    return Detector([panel]), Beam(wavelength), gonio, scan
+
+
+@dataclass
+class _Axis:
+    type: str
+    equipment: str
+    depends_on: str
+    vector: np.ndarray
+    offset: np.ndarray
+
+
+class _AxisSet:
+    """imgCIF axis chain with the settings of one frame."""
+
+    def __init__(self, h: CbfHeader) -> None:
+        self.axes: dict[str, _Axis] = {}
+        for k, ident in enumerate(h.cif.get("_axis.id", [])):
+            vec = [_number(h.cell(f"_axis.vector[{j}]", k)) or 0.0 for j in (1, 2, 3)]
+            off = [_number(h.cell(f"_axis.offset[{j}]", k)) or 0.0 for j in (1, 2, 3)]
+            self.axes[ident] = _Axis(
+                type=(h.cell("_axis.type", k) or "").lower(),
+                equipment=(h.cell("_axis.equipment", k) or "").lower(),
+                depends_on=h.cell("_axis.depends_on", k) or ".",
+                vector=np.array(vec, dtype=float),
+                offset=np.array(off, dtype=float),
+            )
+        self.settings: dict[str, float] = {}
+        self._read_settings(h)
+
+    def _read_settings(self, h: CbfHeader) -> None:
+        # Scan start values first, then the frame's own values override them.
+        for prefix, angle, disp in (
+            ("_diffrn_scan_axis", "angle_start", "displacement_start"),
+            ("_diffrn_scan_frame_axis", "angle", "displacement"),
+        ):
+            for k, ident in enumerate(h.cif.get(f"{prefix}.axis_id", [])):
+                axis = self.axes.get(ident)
+                if axis is None:
+                    continue
+                col = angle if axis.type == "rotation" else disp
+                value = _number(h.cell(f"{prefix}.{col}", k))
+                if value is not None:
+                    self.settings[ident] = value
+
+    def chain(self, ident: str) -> list[str]:
+        """The axis and every axis it depends on, innermost first."""
+        out = []
+        while ident not in (".", "", "?") and ident in self.axes and ident not in out:
+            out.append(ident)
+            ident = self.axes[ident].depends_on
+        return out
+
+    def point(self, ident: str) -> np.ndarray:
+        """Lab position of the zero point of an axis after applying the whole chain."""
+        p = np.zeros(3)
+        for a in self.chain(ident):
+            ax = self.axes[a]
+            s = self.settings.get(a, 0.0)
+            if ax.type == "rotation":
+                p = _rotation(ax.vector, s) @ p + ax.offset
+            else:
+                p = p + ax.offset + s * ax.vector
+        return p
+
+    def direction(self, ident: str) -> np.ndarray:
+        """Lab direction of an axis vector after the rotations of the axes it depends on."""
+        v = self.axes[ident].vector.copy()
+        for a in self.chain(ident)[1:]:
+            ax = self.axes[a]
+            if ax.type == "rotation":
+                v = _rotation(ax.vector, self.settings.get(a, 0.0)) @ v
+        return v
+
+
+def _has_full_geometry(h: CbfHeader) -> bool:
+    return "_axis.id" in h.cif and "_array_structure_list.axis_set_id" in h.cif
+
+
+def _array_axes(h: CbfHeader, axes: _AxisSet) -> list[tuple[str, float, float, bool]]:
+    """(axis id, displacement, increment mm, decreasing) for the fast then the slow array index."""
+    rows = []
+    ids = h.cif.get("_array_structure_list_axis.axis_set_id", [])
+    for k, set_id in enumerate(h.cif["_array_structure_list.axis_set_id"]):
+        prec = int(_number(h.cell("_array_structure_list.precedence", k)) or k + 1)
+        direction = (h.cell("_array_structure_list.direction", k) or "increasing").lower()
+        j = ids.index(set_id) if set_id in ids else -1
+        axis_id = h.cell("_array_structure_list_axis.axis_id", j) or set_id
+        disp = _number(h.cell("_array_structure_list_axis.displacement", j))
+        inc = _number(h.cell("_array_structure_list_axis.displacement_increment", j))
+        if axis_id not in axes.axes:
+            raise ImageError(f"{h.path}: array axis {axis_id} not in the _axis loop")
+        rows.append((prec, axis_id, disp or 0.0, inc, direction == "decreasing"))
+    rows.sort()
+    if len(rows) != 2:
+        raise ImageError(f"{h.path}: expected 2 array axes, found {len(rows)}")
+    return [(a, d, i if i is not None else 0.0, dec) for _, a, d, i, dec in rows]
+
+
+def _full_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
+    nslow, nfast = h.shape
+    axes = _AxisSet(h)
+    (fast_id, fast_disp, fast_inc, fast_dec), (slow_id, slow_disp, slow_inc, slow_dec) = _array_axes(h, axes)
+    axes.settings[fast_id] = fast_disp
+    axes.settings[slow_id] = slow_disp
+    inner = slow_id if fast_id in axes.chain(slow_id) else fast_id
+    fast = axes.direction(fast_id) * (-1 if fast_dec else 1)
+    slow = axes.direction(slow_id) * (-1 if slow_dec else 1)
+    sizes = [_number(v) for v in h.cif.get("_array_element_size.size", [])]
+    pf = fast_inc or (sizes[0] * 1000.0 if sizes and sizes[0] else None)
+    ps = slow_inc or (sizes[1] * 1000.0 if len(sizes) > 1 and sizes[1] else None)
+    if not pf or not ps:
+        raise ImageError(f"{h.path}: CBF header has no pixel size")
+    name, _ = _detector_name(h)
+    panel = Panel(
+        pixel_size=(pf, ps),
+        origin=axes.point(inner),
+        fast_axis=fast,
+        slow_axis=slow,
+        identifier=name,
+        **_panel_common(h, nfast, nslow),
+    )
+    return Detector([panel]), _full_beam(h, axes), *_full_scan(h, axes)
+
+
+def _full_beam(h: CbfHeader, axes: _AxisSet) -> Beam:
+    wavelength = _number(h.first("_diffrn_radiation_wavelength.wavelength"))
+    if wavelength is None:
+        wavelength = _number(h.mini.get("Wavelength"))
+    if wavelength is None:
+        raise ImageError(f"{h.path}: CBF header has no wavelength")
+    source = [a for a in axes.axes.values() if a.equipment == "source"]
+    return Beam(wavelength, source[0].vector if source else (0.0, 0.0, 1.0))
+
+
+def _full_scan(h: CbfHeader, axes: _AxisSet) -> tuple[Goniometer, ScanInfo]:
+    scan_axis, start, width = None, 0.0, 0.0
+    gonio_ids = [a for a, ax in axes.axes.items() if ax.equipment == "goniometer" and ax.type == "rotation"]
+    for k, ident in enumerate(h.cif.get("_diffrn_scan_axis.axis_id", [])):
+        if ident in gonio_ids:
+            inc = _number(h.cell("_diffrn_scan_axis.angle_increment", k)) or 0.0
+            if scan_axis is None or (inc != 0 and width == 0):
+                scan_axis, width = ident, inc
+    if scan_axis is None and gonio_ids:
+        scan_axis = gonio_ids[0]
+    if scan_axis is not None:
+        start = axes.settings.get(scan_axis, 0.0)
+        gonio = Goniometer(axes.direction(scan_axis))
+    else:
+        gonio = Goniometer()
+    exposure = _number(h.first("_diffrn_scan_frame.integration_time"))
+    if exposure is None:
+        exposure = _number(h.mini.get("Exposure_time")) or 0.0
+    stamp = h.first("_diffrn_scan_frame.date") or h.timestamp
+    return gonio, ScanInfo(start, width, exposure, _epoch(stamp))
+
+
+def models_from_header(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
+    """Detector, beam, goniometer and this image's scan values from a parsed header."""
+    if _has_full_geometry(h):
+        return _full_models(h)
+    if h.mini:
+        return _mini_models(h)
+    raise ImageError(f"{h.path}: CBF header has neither a Pilatus mini header nor imgCIF geometry")
+
+
+def read_models(path: str) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
+    """Experiment models and scan values of one CBF file, from its header only."""
+    return models_from_header(read_header(path))

@@ -1,0 +1,365 @@
+"""Experiment models (panel, detector, beam, goniometer, scan) and the ImageSequence image source.
+
+Conventions follow dxtbx: the lab frame is the imgCIF frame, lengths are in mm, angles in degrees,
+pixel (i, j) covers [i, i+1) x [j, j+1) so its centre is at (i + 0.5, j + 0.5), arrays are indexed
+[slow, fast], mask rectangles are (x0, y0, x1, y1) half-open and the trusted range is inclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from findspots.images import ImageError
+
+STILL_WIDTH = 1e-7  # |oscillation width| below this makes a scan "still" (dxtbx Scan::is_still)
+GAIN_TOLERANCE = 1e-7  # a panel gain counts as "not 1" only beyond this (dxtbx imageset)
+
+
+def _vec(v: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64).reshape(3)
+
+
+def _unit(v: Sequence[float] | np.ndarray) -> np.ndarray:
+    v = _vec(v)
+    return v / np.linalg.norm(v)
+
+
+def _close(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], tol: float) -> bool:
+    return bool(np.all(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)) <= tol))
+
+
+@dataclass(eq=False)
+class Panel:
+    """One flat detector panel (dxtbx Panel)."""
+
+    image_size: tuple[int, int]  # (nfast, nslow)
+    pixel_size: tuple[float, float]  # (fast, slow) mm
+    trusted_range: tuple[float, float]  # inclusive: valid iff lo <= raw <= hi
+    origin: np.ndarray  # lab position of the outer corner of pixel (0, 0), mm
+    fast_axis: np.ndarray
+    slow_axis: np.ndarray
+    name: str = "Panel"
+    type: str = "SENSOR_PAD"
+    gain: float = 1.0
+    pedestal: float = 0.0
+    mask_rects: list[tuple[int, int, int, int]] = field(default_factory=list)
+    thickness: float = 0.0
+    material: str = ""
+    mu: float | None = None
+    raw_offset: tuple[int, int] = (0, 0)  # (x, y) of this panel inside the raw image array
+    identifier: str = ""
+
+    def __post_init__(self) -> None:
+        self.origin = _vec(self.origin)
+        self.fast_axis = _unit(self.fast_axis)
+        self.slow_axis = _unit(self.slow_axis)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.pixel_size = (float(self.pixel_size[0]), float(self.pixel_size[1]))
+        self.trusted_range = (float(self.trusted_range[0]), float(self.trusted_range[1]))
+        self.mask_rects = [tuple(int(v) for v in r) for r in self.mask_rects]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Array shape (nslow, nfast)."""
+        return self.image_size[1], self.image_size[0]
+
+    def static_mask(self) -> np.ndarray:
+        """Boolean (nslow, nfast) array, True = valid, with the untrusted rectangles cleared."""
+        mask = np.ones(self.shape, dtype=bool)
+        nfast, nslow = self.image_size
+        for x0, y0, x1, y1 in self.mask_rects:
+            # Clip like dxtbx: rectangles may reach past the panel edge.
+            x0, x1 = max(x0, 0), min(x1, nfast)
+            y0, y1 = max(y0, 0), min(y1, nslow)
+            if x0 < x1 and y0 < y1:
+                mask[y0:y1, x0:x1] = False
+        return mask
+
+    def trusted_mask(self, raw: np.ndarray) -> np.ndarray:
+        """True where lo <= raw <= hi (both inclusive; the raw, uncorrected values)."""
+        lo, hi = self.trusted_range
+        if raw.dtype.kind in "iu":
+            # Integer bounds avoid converting the whole image to float.
+            info = np.iinfo(raw.dtype)
+            lo_i = int(min(max(np.ceil(lo), info.min), info.max))
+            hi_i = int(max(min(np.floor(hi), info.max), info.min))
+            if np.ceil(lo) > info.max or np.floor(hi) < info.min:
+                return np.zeros(raw.shape, dtype=bool)
+            return (raw >= lo_i) & (raw <= hi_i)
+        return (raw >= lo) & (raw <= hi)
+
+    def pixel_to_lab(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+        """Lab coordinates (..., 3) mm of pixel position (x, y); plain px->mm, no parallax correction.
+
+        dxtbx Pilatus panels use a parallax-corrected px->mm strategy; this is the simple strategy
+        (mm = px * pixel_size), which differs by up to about the sensor thickness times tan(2theta)."""
+        x = np.asarray(x, dtype=np.float64)[..., None]
+        y = np.asarray(y, dtype=np.float64)[..., None]
+        return (
+            self.origin
+            + x * (self.pixel_size[0] * self.fast_axis)
+            + y * (self.pixel_size[1] * self.slow_axis)
+        )
+
+    def resolution(self, wavelength: float, s0: np.ndarray) -> np.ndarray:
+        """d-spacing (Å) at every pixel centre, (nslow, nfast); inf where s1 == s0 (the direct beam).
+
+        d = 1 / |s1 - s0| with s1 = unit(lab) / wavelength, expanded so that only (nslow, nfast)
+        arrays are formed (no (nslow, nfast, 3) temporaries)."""
+        s0 = _vec(s0)
+        a = self.pixel_size[0] * self.fast_axis
+        b = self.pixel_size[1] * self.slow_axis
+        o = self.origin
+        x = (np.arange(self.image_size[0], dtype=np.float64) + 0.5)[None, :]
+        y = (np.arange(self.image_size[1], dtype=np.float64) + 0.5)[:, None]
+        norm2 = (
+            o @ o
+            + 2 * x * (o @ a)
+            + 2 * y * (o @ b)
+            + x * x * (a @ a)
+            + y * y * (b @ b)
+            + 2 * x * y * (a @ b)
+        )
+        dot_s0 = (o @ s0) + x * (a @ s0) + y * (b @ s0)
+        cos_term = dot_s0 / np.sqrt(norm2)
+        q2 = 1.0 / wavelength**2 - 2.0 * cos_term / wavelength + s0 @ s0
+        with np.errstate(divide="ignore"):
+            return 1.0 / np.sqrt(np.maximum(q2, 0.0))
+
+    def is_similar_to(self, other: Panel, tol: float = 1e-6) -> bool:
+        """Same size, pixel size, trusted range, mask and geometry (within tol mm / unit)."""
+        return (
+            self.image_size == other.image_size
+            and _close(self.pixel_size, other.pixel_size, tol)
+            and self.trusted_range == other.trusted_range
+            and self.mask_rects == other.mask_rects
+            and self.raw_offset == other.raw_offset
+            and _close(self.origin, other.origin, tol)
+            and _close(self.fast_axis, other.fast_axis, tol)
+            and _close(self.slow_axis, other.slow_axis, tol)
+            and self.gain == other.gain
+            and self.pedestal == other.pedestal
+        )
+
+
+class Detector(list[Panel]):
+    """A list of panels (most detectors have one)."""
+
+    def is_similar_to(self, other: Detector, tol: float = 1e-6) -> bool:
+        """True when both have the same number of panels and every pair is similar."""
+        return len(self) == len(other) and all(
+            p.is_similar_to(q, tol) for p, q in zip(self, other, strict=True)
+        )
+
+
+@dataclass(eq=False)
+class Beam:
+    """Monochromatic beam; direction points from the sample towards the source (dxtbx)."""
+
+    wavelength: float
+    direction: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
+
+    def __post_init__(self) -> None:
+        self.wavelength = float(self.wavelength)
+        self.direction = _unit(self.direction)
+
+    @property
+    def s0(self) -> np.ndarray:
+        """Incident beam vector, -direction / wavelength (1/Å)."""
+        return -self.direction / self.wavelength
+
+    def is_similar_to(self, other: Beam, tol: float = 1e-6) -> bool:
+        """Same wavelength and direction within tol."""
+        return abs(self.wavelength - other.wavelength) <= tol and _close(self.direction, other.direction, tol)
+
+
+@dataclass(eq=False)
+class Goniometer:
+    """Rotation axis in the lab frame (the effective scan axis for multi-axis goniometers)."""
+
+    rotation_axis: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
+
+    def __post_init__(self) -> None:
+        self.rotation_axis = _unit(self.rotation_axis)
+
+    def is_similar_to(self, other: Goniometer, tol: float = 1e-6) -> bool:
+        """Same rotation axis within tol."""
+        return _close(self.rotation_axis, other.rotation_axis, tol)
+
+
+@dataclass(eq=False)
+class Scan:
+    """Rotation scan: 1-based inclusive image range and (start, width) of the first image, degrees."""
+
+    image_range: tuple[int, int]
+    oscillation: tuple[float, float]
+    exposure_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    epochs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        self.image_range = (int(self.image_range[0]), int(self.image_range[1]))
+        self.oscillation = (float(self.oscillation[0]), float(self.oscillation[1]))
+        self.exposure_times = np.asarray(self.exposure_times, dtype=np.float64)
+        self.epochs = np.asarray(self.epochs, dtype=np.float64)
+
+    @property
+    def array_range(self) -> tuple[int, int]:
+        """0-based half-open frame range (first - 1, last)."""
+        return self.image_range[0] - 1, self.image_range[1]
+
+    @property
+    def num_images(self) -> int:
+        """Number of images in the scan."""
+        return self.image_range[1] - self.image_range[0] + 1
+
+    @property
+    def is_still(self) -> bool:
+        """True when |oscillation width| < 1e-7 (stills and grid scans)."""
+        return abs(self.oscillation[1]) < STILL_WIDTH
+
+    def angle_at_frame(self, frame: float) -> float:
+        """Rotation angle (deg) at a 0-based frame coordinate (frame = array_range[0] is the scan start)."""
+        return self.oscillation[0] + (frame - self.array_range[0]) * self.oscillation[1]
+
+    def sub(self, first_index: int, last_index: int) -> Scan:
+        """The scan of images [first_index, last_index) (0-based positions within this scan)."""
+        if not 0 <= first_index < last_index <= self.num_images:
+            raise IndexError(f"scan slice [{first_index}, {last_index}) outside 0..{self.num_images}")
+        first = self.image_range[0] + first_index
+        return Scan(
+            image_range=(first, self.image_range[0] + last_index - 1),
+            oscillation=(self.oscillation[0] + first_index * self.oscillation[1], self.oscillation[1]),
+            exposure_times=self.exposure_times[first_index:last_index],
+            epochs=self.epochs[first_index:last_index],
+        )
+
+
+def _default_reader(path: str) -> np.ndarray:
+    from findspots.images.cbf import read_raw  # late import: cbf builds these models
+
+    return read_raw(path)
+
+
+@dataclass(eq=False)
+class ImageSequence:
+    """An ordered set of images sharing one detector, beam and goniometer: the program's image source.
+
+    Rotation data and stills/grid scans (zero oscillation, ``is_still``) both use this class; a
+    still sequence is labelled in 2D (SPEC §3.1)."""
+
+    paths: list[str]
+    image_numbers: list[int]
+    detector: Detector
+    beam: Beam
+    goniometer: Goniometer | None
+    scan: Scan
+    template: str
+    reader: Callable[[str], np.ndarray] = _default_reader
+    external_mask: list[np.ndarray] | None = None  # lookup mask, one bool array per panel, True = good
+    split_reason: str | None = None  # why this sequence was split off from the previous one, if it was
+    _static: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.paths) != len(self.image_numbers) or len(self.paths) != self.scan.num_images:
+            raise ValueError("paths, image_numbers and scan image range differ in length")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: slice) -> ImageSequence:
+        if not isinstance(item, slice) or item.step not in (None, 1):
+            raise TypeError("ImageSequence supports only contiguous slices")
+        first, last, _ = item.indices(len(self))
+        return self.sub(first, last)
+
+    @property
+    def is_still(self) -> bool:
+        """True for zero-oscillation sequences (stills, grid scans)."""
+        return self.scan.is_still
+
+    @property
+    def array_range(self) -> tuple[int, int]:
+        """0-based half-open frame range of the scan."""
+        return self.scan.array_range
+
+    def frame(self, index: int) -> int:
+        """0-based absolute frame number of image ``index`` (array_range[0] + index)."""
+        return self.scan.array_range[0] + self._check(index)
+
+    def sub(self, first_index: int, last_index: int) -> ImageSequence:
+        """New sequence of images [first_index, last_index) (half-open, like imageset[a:b])."""
+        scan = self.scan.sub(first_index, last_index)
+        new = replace(
+            self,
+            paths=self.paths[first_index:last_index],
+            image_numbers=self.image_numbers[first_index:last_index],
+            scan=scan,
+            split_reason=None,
+        )
+        new._static = self._static  # same detector and lookup mask: share the cached static masks
+        return new
+
+    def get_raw(self, index: int) -> list[np.ndarray]:
+        """One raw array per panel, native dtype (int32 for Pilatus)."""
+        path = self.paths[self._check(index)]
+        return self._split_panels(self.reader(path), path)
+
+    def get_corrected(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Float64 arrays per panel: (raw - pedestal) / gain where dxtbx applies them, else raw."""
+        raw = self.get_raw(index) if raw is None else raw
+        use_pedestal = any(p.pedestal != 0 for p in self.detector)
+        use_gain = all(p.gain > 0 for p in self.detector) and any(
+            abs(p.gain - 1.0) > GAIN_TOLERANCE for p in self.detector
+        )
+        out = []
+        for panel, data in zip(self.detector, raw, strict=True):
+            img = data.astype(np.float64)
+            if use_pedestal:
+                img -= panel.pedestal
+            if use_gain:
+                img /= panel.gain
+            out.append(img)
+        return out
+
+    def static_masks(self) -> list[np.ndarray]:
+        """Per-panel masks that do not depend on the image: panel rectangles AND the lookup mask."""
+        if self._static is None:
+            masks = [p.static_mask() for p in self.detector]
+            if self.external_mask is not None:
+                masks = [
+                    m & np.asarray(e, dtype=bool) for m, e in zip(masks, self.external_mask, strict=True)
+                ]
+            self._static = masks
+        return self._static
+
+    def get_mask(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Per-panel bool masks (True = valid): static mask AND trusted range on the raw data."""
+        raw = self.get_raw(index) if raw is None else raw
+        return [
+            s & p.trusted_mask(r) for s, p, r in zip(self.static_masks(), self.detector, raw, strict=True)
+        ]
+
+    def _check(self, index: int) -> int:
+        if not 0 <= index < len(self.paths):
+            raise IndexError(f"image index {index} outside 0..{len(self.paths) - 1}")
+        return index
+
+    def _split_panels(self, raw: np.ndarray, path: str) -> list[np.ndarray]:
+        if len(self.detector) == 1 and self.detector[0].raw_offset == (0, 0):
+            if raw.shape != self.detector[0].shape:
+                raise ImageError(
+                    f"{path}: image is {raw.shape} (slow, fast), expected {self.detector[0].shape}"
+                )
+            return [raw]
+        out = []
+        for panel in self.detector:
+            x0, y0 = panel.raw_offset
+            ny, nx = panel.shape
+            part = raw[y0 : y0 + ny, x0 : x0 + nx]
+            if part.shape != (ny, nx):
+                raise ImageError(f"{path}: image {raw.shape} too small for panel {panel.name}")
+            out.append(np.ascontiguousarray(part))
+        return out

@@ -1,0 +1,135 @@
+"""Group image files into sequences the way dials.import does (template, numbering, oscillation)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from findspots.images.cbf import ScanInfo, read_models
+from findspots.images.models import STILL_WIDTH, Beam, Detector, Goniometer, ImageSequence, Scan
+
+logger = logging.getLogger(__name__)
+
+# Allowed mismatch between an image's start angle and the previous image's end, and between widths,
+# as a fraction of the oscillation width (our choice, close to dials.import's scan tolerance).
+SCAN_TOLERANCE = 0.03
+# Suffixes left out of the template's digit search (so e.g. ".bz2" never counts as the number).
+_SUFFIXES = (".cbf.gz", ".cbf.bz2", ".cbf", ".img.gz", ".img.bz2", ".img", ".gz", ".bz2")
+_HEADER_THREADS = 8  # header reads are I/O and (de)compression bound, which release the GIL
+
+
+@dataclass
+class _Image:
+    path: str
+    template: str
+    number: int
+    detector: Detector
+    beam: Beam
+    goniometer: Goniometer
+    scan: ScanInfo
+
+
+def template_and_number(path: str) -> tuple[str, int | None]:
+    """Replace the last run of digits in the file name with '#'s: ('/d/x_#####.cbf', 12) for x_00012.cbf."""
+    directory, name = os.path.split(path)
+    n_suffix = next((len(s) for s in _SUFFIXES if name.lower().endswith(s)), 0)
+    stem, suffix = name[: len(name) - n_suffix], name[len(name) - n_suffix :]
+    m = re.search(r"(\d+)(\D*)$", stem)
+    if m is None:
+        return path, None
+    template = stem[: m.start(1)] + "#" * len(m.group(1)) + m.group(2) + suffix
+    return os.path.join(directory, template), int(m.group(1))
+
+
+def _read_one(path: str) -> _Image:
+    template, number = template_and_number(path)
+    detector, beam, goniometer, scan = read_models(path)
+    return _Image(path, template, 1 if number is None else number, detector, beam, goniometer, scan)
+
+
+def _read_all(paths: list[str]) -> list[_Image]:
+    if len(paths) <= 2:
+        return [_read_one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(_HEADER_THREADS, len(paths))) as pool:
+        return list(pool.map(_read_one, paths))
+
+
+def _is_still(info: ScanInfo) -> bool:
+    return abs(info.angle_increment) < STILL_WIDTH
+
+
+def split_reason(prev: _Image, cur: _Image) -> str | None:
+    """Why cur cannot follow prev in one sequence, or None when it can."""
+    name = os.path.basename(cur.path)
+    if cur.template != prev.template:
+        return f"new template {cur.template}"
+    if cur.number != prev.number + 1:
+        return f"image numbers jump from {prev.number} to {cur.number} ({name})"
+    width = prev.scan.angle_increment
+    if _is_still(prev.scan) != _is_still(cur.scan):
+        return f"oscillation width changes from {width} to {cur.scan.angle_increment} ({name})"
+    if not _is_still(cur.scan):
+        tol = SCAN_TOLERANCE * abs(width)
+        if abs(cur.scan.angle_increment - width) > tol:
+            return f"oscillation width changes from {width} to {cur.scan.angle_increment} ({name})"
+        expected = prev.scan.start_angle + width
+        if abs(cur.scan.start_angle - expected) > tol:
+            return f"start angle {cur.scan.start_angle} does not follow {expected:.4f} ({name})"
+    if not cur.detector.is_similar_to(prev.detector):
+        return f"detector size or geometry differs ({name})"
+    if not cur.beam.is_similar_to(prev.beam):
+        return f"beam differs ({name})"
+    if not cur.goniometer.is_similar_to(prev.goniometer):
+        return f"goniometer differs ({name})"
+    return None
+
+
+def _make_sequence(group: list[_Image], reason: str | None) -> ImageSequence:
+    first = group[0]
+    scan = Scan(
+        image_range=(first.number, group[-1].number),
+        oscillation=(first.scan.start_angle, first.scan.angle_increment),
+        exposure_times=np.array([g.scan.exposure_time for g in group]),
+        epochs=np.array([g.scan.epoch for g in group]),
+    )
+    return ImageSequence(
+        paths=[g.path for g in group],
+        image_numbers=[g.number for g in group],
+        detector=first.detector,
+        beam=first.beam,
+        goniometer=first.goniometer,
+        scan=scan,
+        template=first.template,
+        split_reason=reason,
+    )
+
+
+def group_images(paths: list[str]) -> list[ImageSequence]:
+    """Sort files by (template, number) and cut them into sequences like dials.import.
+
+    A new sequence starts at a new template, a gap in numbering, a change of oscillation width, a
+    start angle that does not continue the previous image, or a change of detector/beam/goniometer.
+    Zero-oscillation images with consecutive numbers form one still sequence. Each sequence cut
+    from the same template as the one before carries ``split_reason`` (also logged)."""
+    unique = list(dict.fromkeys(os.path.normpath(p) for p in paths))
+    images = sorted(_read_all(unique), key=lambda im: (im.template, im.number))
+    sequences: list[ImageSequence] = []
+    group: list[_Image] = []
+    reason: str | None = None
+    for im in images:
+        why = split_reason(group[-1], im) if group else None
+        if group and why is not None:
+            sequences.append(_make_sequence(group, reason))
+            group = []
+            reason = None if im.template != sequences[-1].template else why
+            if reason is not None:
+                logger.info("Starting a new sequence: %s", reason)
+        group.append(im)
+    if group:
+        sequences.append(_make_sequence(group, reason))
+    return sequences

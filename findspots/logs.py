@@ -1,0 +1,44 @@
+"""Logging set-up: terminal, the plain log file and the debug log, DIALS style."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LOGGER = "findspots"
+
+
+class _PlainFormatter(logging.Formatter):
+    """Messages as they are; warnings and above prefixed ``WARN:`` (as DIALS log files do)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"WARN: {text}" if record.levelno >= logging.WARNING else text
+
+
+def setup(verbosity: int, log_file: str | None = None, debug_file: str | None = None) -> logging.Logger:
+    """Route the ``findspots`` logger to the terminal and, when named, the two log files.
+
+    verbosity 0 prints warnings only, 1 (default) information, 2+ debug messages.
+    """
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
+    console.setFormatter(_PlainFormatter())
+    logger.addHandler(console)
+    if log_file:
+        handler = logging.FileHandler(log_file, mode="w", delay=True)
+        handler.setLevel(logging.INFO if verbosity < 2 else logging.DEBUG)
+        handler.setFormatter(_PlainFormatter())
+        logger.addHandler(handler)
+    if debug_file:
+        handler = logging.FileHandler(debug_file, mode="w", delay=True)
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    return logger

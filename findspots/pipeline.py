@@ -1,0 +1,247 @@
+"""Spot finding over image sequences: masks, scan ranges, blocks, measures, filters, rows.
+
+Row order follows DIALS (SPEC §3.5): sequence, then scan range as given, then panel, then each
+component's smallest (z, y, x) pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from findspots.blocks import RangeSpots, SizeLimits, merge_blocks, process_block
+from findspots.errors import NotYetSupported, ParameterError
+from findspots.masks import static_masks
+from findspots.spots import concat_shoeboxes, measure, shoeboxes
+from findspots.strong import ImageStrong, StrongFinder
+from findspots.threshold import make_threshold
+
+log = logging.getLogger("findspots")
+
+STRONG = 32
+OVERLOADED = 1024
+RULE = "-" * 80
+
+
+@dataclass
+class Experiment:
+    """What an output row's ``id`` refers to: a rotation sequence, or one still image."""
+
+    sequence_index: int
+    image_index: int | None  # None for a whole rotation sequence
+
+
+@dataclass
+class SpotRows:
+    """Reflection table columns being assembled, plus what the summary and report need."""
+
+    columns: dict[str, list] = field(default_factory=dict)
+    images: list[list[ImageStrong]] = field(default_factory=list)  # per sequence
+    experiments: list[Experiment] = field(default_factory=list)
+
+    def add(self, name: str, value) -> None:
+        self.columns.setdefault(name, []).append(value)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.columns.get("bbox", []))
+
+    def z_of_sequence(self, s: int) -> np.ndarray:
+        """Centroid z of the rows of sequence ``s`` (for its histogram)."""
+        if not len(self):
+            return np.zeros(0)
+        ids = np.concatenate(self.columns["id"])
+        z = np.concatenate(self.columns["xyzobs.px.value"])[:, 2]
+        members = [i for i, e in enumerate(self.experiments) if e.sequence_index == s]
+        return z[np.isin(ids, members)]
+
+    def table(self) -> dict:
+        """The reflection table columns as arrays (and one Shoeboxes), in row order."""
+        return {
+            name: concat_shoeboxes(parts) if name == "shoebox" else np.concatenate(parts)
+            for name, parts in self.columns.items()
+        }
+
+
+def min_spot_size(filter_params, sequences) -> int:
+    """``min_spot_size``, resolving Auto from the first panel's sensor type."""
+    value = filter_params.min_spot_size
+    if value in (None, "Auto"):
+        first = sequences[0].detector[0]
+        value = 3 if first.type == "SENSOR_PAD" else 6
+        log.info("Setting spotfinder.filter.min_spot_size=%d", value)
+    return int(value)
+
+
+def scan_ranges(sequence, requested: list) -> list[tuple[int, int]]:
+    """Validated 1-based inclusive image ranges of ``sequence`` (SPEC §3.3)."""
+    first, last = sequence.image_numbers[0], sequence.image_numbers[-1]
+    if not requested:
+        return [(first, last)]
+    out = []
+    for j0, j1 in requested:
+        if j1 < j0:
+            raise ParameterError(f"spotfinder.scan_range={j0},{j1}: must be in ascending order")
+        if j0 < first or j1 > last:
+            raise ParameterError(
+                f"spotfinder.scan_range={j0},{j1}: must be within image range {first}..{last}"
+            )
+        out.append((j0, j1))
+    return out
+
+
+def check_roi(roi, sequence) -> tuple[int, int, int, int] | None:
+    """Validate ``region_of_interest=x0,x1,y0,y1`` against every panel."""
+    if not roi:
+        return None
+    x0, x1, y0, y1 = roi
+    for panel in sequence.detector:
+        width, height = panel.image_size
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ParameterError(
+                f"spotfinder.region_of_interest={x0},{x1},{y0},{y1}: needs 0 <= x0 < x1 <= {width} "
+                f"and 0 <= y0 < y1 <= {height}"
+            )
+    return (x0, x1, y0, y1)
+
+
+def with_maximum_trusted_value(sequence, value: float | None):
+    """The sequence with every panel's upper trusted value replaced (``maximum_trusted_value``)."""
+    if value is None:
+        return sequence
+    log.info("Overriding maximum trusted value to %.1f", value)
+    panels = [dataclasses.replace(p, trusted_range=(p.trusted_range[0], value)) for p in sequence.detector]
+    return dataclasses.replace(sequence, detector=type(sequence.detector)(panels))
+
+
+def _check_unsupported(params) -> None:
+    sf = params.spotfinder
+    checks = {
+        "spotfinder.write_hot_mask=True": sf.write_hot_mask,
+        "spotfinder.lookup.mask": sf.lookup.mask,
+        "spotfinder.exclude_images": sf.exclude_images,
+        "spotfinder.exclude_images_multiple": sf.exclude_images_multiple,
+        "spotfinder.filter.background_gradient.filter=True": sf.filter.background_gradient.filter,
+        "spotfinder.filter.spot_density.filter=True": sf.filter.spot_density.filter,
+        "spotfinder.filter.use_trusted_range=False": not sf.filter.use_trusted_range,
+        "output.datablock": params.output.datablock,
+        "output.experiments": params.output.experiments,
+        "per_image_statistics=True": params.per_image_statistics,
+    }
+    for what, set_ in checks.items():
+        if set_:
+            raise NotYetSupported(what)
+    if sf.mp.method not in (None, "none") or (sf.mp.njobs or 1) > 1:
+        raise NotYetSupported(f"spotfinder.mp.method={sf.mp.method} njobs={sf.mp.njobs}")
+
+
+def check_parameters(params) -> None:
+    """Reject parameters that cannot run, before any image is read."""
+    _check_unsupported(params)
+    make_threshold(params.spotfinder.threshold)
+
+
+def find_spots(sequences: list, params) -> SpotRows:
+    """Find spots in every sequence, in order; returns the assembled rows."""
+    check_parameters(params)
+    sf = params.spotfinder
+    limits = SizeLimits(min_spot_size(sf.filter, sequences), sf.filter.max_spot_size)
+    if limits.max_size <= limits.min_size:
+        raise ParameterError(
+            f"spotfinder.filter.max_spot_size={limits.max_size} must be greater than "
+            f"min_spot_size={limits.min_size}"
+        )
+    log.info("Configuring spot finder from input parameters")
+    threshold = make_threshold(sf.threshold)
+    rows = SpotRows()
+    for s, seq in enumerate(sequences):
+        log.info("%s\nFinding strong spots in imageset %d\n%s", RULE, s, RULE)
+        base = len(rows.experiments)
+        if seq.is_still:
+            rows.experiments += [Experiment(s, i) for i in range(len(seq))]
+        else:
+            rows.experiments.append(Experiment(s, None))
+        seq = with_maximum_trusted_value(seq, params.maximum_trusted_value)
+        finder = StrongFinder(
+            sequence=seq,
+            static_masks=static_masks(seq, sf.filter),
+            threshold=threshold,
+            roi=check_roi(sf.region_of_interest, seq),
+            max_strong_fraction=sf.filter.max_strong_pixel_fraction,
+            compute_mean_background=sf.compute_mean_background,
+        )
+        three_d = not seq.is_still and not sf.force_2d
+        seq_images: list[ImageStrong] = []
+        for j0, j1 in scan_ranges(seq, sf.scan_range):
+            log.info("\nFinding spots in image %d to %d...", j0, j1)
+            first = seq.image_numbers.index(j0)
+            indices = range(first, first + (j1 - j0) + 1)
+            log.info("Extracting strong pixels from images")
+            log.info(" Using multiprocessing with 1 parallel job(s)\n")
+            block = process_block(finder, indices, False, False, three_d, limits)
+            for im in block.images:
+                _log_image(im)
+            seq_images += block.images
+            spots = merge_blocks([block], finder.panel_shapes, limits)
+            _add_range(rows, spots, finder, seq, base, limits, sf.filter, params.output.shoeboxes)
+        rows.images.append(seq_images)
+    return rows
+
+
+def _log_image(im: ImageStrong) -> None:
+    if im.mean_background is None:
+        log.info("Found %d strong pixels on image %d", im.count, im.frame + 1)
+    else:
+        log.info(
+            "Found %d strong pixels on image %d with average background %s",
+            im.count,
+            im.frame + 1,
+            im.mean_background,
+        )
+
+
+def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params, with_shoeboxes) -> None:
+    """Measure and filter one scan range's components and append their rows."""
+    log.info("\nExtracted %d spots", spots.n_extracted)
+    log.info("Removed %d spots with size < %d pixels", spots.n_small, limits.min_size)
+    n_kept = sum(len(c) for c in spots.panels)
+    log.info("Removed %d spots with size > %d pixels", spots.n_large, limits.max_size)
+    log.info("Calculated %d spot centroids", n_kept)
+    log.info("Calculated %d spot intensities", n_kept)
+    n_after = 0
+    for p, comps in enumerate(spots.panels):
+        width, height = finder.panel_shapes[p]
+        m = measure(comps, width, height)
+        keep = np.ones(len(comps), bool)
+        if filter_params.max_separation is not None:
+            keep = np.linalg.norm(m.peak - m.xyz, axis=1) <= filter_params.max_separation
+        comps = comps.select(keep)
+        bbox, xyz, var, inten = m.bbox[keep], m.xyz[keep], m.variance[keep], m.intensity[keep]
+        n = len(comps)
+        n_after += n
+        if not n:
+            continue
+        over = comps.values > seq.detector[p].trusted_range[1]
+        owner = np.repeat(np.arange(n), comps.sizes)
+        n_over = np.bincount(owner[over], minlength=n)
+        flags = np.full(n, STRONG, np.uint64)
+        flags[n_over > 0] |= np.uint64(OVERLOADED)
+        if seq.is_still:
+            ids = base + (bbox[:, 4] - seq.frame(0))
+        else:
+            ids = np.full(n, base)
+        rows.add("bbox", bbox)
+        rows.add("flags", flags)
+        rows.add("id", ids.astype(np.int32))
+        rows.add("intensity.sum.value", inten)
+        rows.add("intensity.sum.variance", np.abs(inten))
+        rows.add("n_signal", (comps.sizes - n_over).astype(np.int32))
+        rows.add("panel", np.full(n, p, np.uint64))
+        rows.add("xyzobs.px.value", xyz)
+        rows.add("xyzobs.px.variance", var)
+        if with_shoeboxes:
+            rows.add("shoebox", shoeboxes(comps, bbox, width, height, p, invalid=over))
+    if filter_params.max_separation is not None:
+        log.info("Filtered %d of %d spots by peak-centroid distance", n_after, n_kept)

@@ -1,0 +1,220 @@
+"""Spot measures from labelled strong pixels: bbox, centroid, intensity, peak, shoebox.
+
+Conventions (SPEC §4): bbox ``(x0, x1, y0, y1, z0, z1)`` half-open; pixel centres at +0.5 in x, y
+and z; centroid weights are the float32 pixel values with no background; sums of weights are
+accumulated in float32 in (z, y, x) order as DIALS does, cross products in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from findspots.refl import Shoeboxes
+
+VALID = 1
+FOREGROUND = 4
+
+
+@dataclass
+class Components:
+    """Pixels of labelled components, grouped: component k is ``slice(start[k], start[k+1])``."""
+
+    keys: np.ndarray  # int64, key order within each component
+    values: np.ndarray  # float64 corrected pixel values
+    start: np.ndarray  # int64 (ncomp + 1,)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.start)
+
+    def __len__(self) -> int:
+        return self.start.size - 1
+
+    def take(self, order: np.ndarray) -> Components:
+        """The components at indices ``order`` (int array), in that order."""
+        sizes = self.sizes[order]
+        start = np.zeros(sizes.size + 1, np.int64)
+        np.cumsum(sizes, out=start[1:])
+        pixels = np.arange(start[-1]) + np.repeat(self.start[:-1][order] - start[:-1], sizes)
+        return Components(self.keys[pixels], self.values[pixels], start)
+
+    def select(self, keep: np.ndarray) -> Components:
+        """The components where ``keep`` (boolean per component) is True, order kept."""
+        return self.take(np.flatnonzero(keep))
+
+
+def group_components(keys: np.ndarray, values: np.ndarray, labels: np.ndarray, ncomp: int) -> Components:
+    """Group pixels by label (labels ranked 0..ncomp-1), keeping key order inside each group."""
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=ncomp)
+    start = np.zeros(ncomp + 1, np.int64)
+    np.cumsum(counts, out=start[1:])
+    return Components(keys[order], values[order], start)
+
+
+@numba.njit(cache=True, nogil=True)
+def _measure(keys, values, start, width, npix, bbox, xyz, var, intensity, peak):
+    for k in range(start.size - 1):
+        a, b = start[k], start[k + 1]
+        x0 = y0 = z0 = np.int64(1) << 62
+        x1 = y1 = z1 = -1
+        s = np.float32(0.0)
+        s2 = np.float32(0.0)
+        cx = cy = cz = 0.0
+        best = np.float32(-np.inf)
+        px = py = pz = 0
+        for p in range(a, b):
+            key = keys[p]
+            z = key // npix
+            r = key - z * npix
+            y = r // width
+            x = r - y * width
+            x0 = min(x0, x)
+            x1 = max(x1, x + 1)
+            y0 = min(y0, y)
+            y1 = max(y1, y + 1)
+            z0 = min(z0, z)
+            z1 = max(z1, z + 1)
+            w = np.float32(values[p])
+            s += w
+            s2 += w * w
+            cx += np.float64(w) * (x + 0.5)
+            cy += np.float64(w) * (y + 0.5)
+            cz += np.float64(w) * (z + 0.5)
+        # The peak is the first maximum in shoebox (z, y, x) order, i.e. in key order.
+        for p in range(a, b):
+            w = np.float32(values[p])
+            if w > best:
+                best = w
+                key = keys[p]
+                pz = key // npix
+                r = key - pz * npix
+                py = r // width
+                px = r - py * width
+        bbox[k, 0] = x0
+        bbox[k, 1] = x1
+        bbox[k, 2] = y0
+        bbox[k, 3] = y1
+        bbox[k, 4] = z0
+        bbox[k, 5] = z1
+        intensity[k] = s
+        peak[k, 0] = px + 0.5
+        peak[k, 1] = py + 0.5
+        peak[k, 2] = pz + 0.5
+        if s <= 0:
+            xyz[k, 0] = (x0 + x1) / 2.0
+            xyz[k, 1] = (y0 + y1) / 2.0
+            xyz[k, 2] = (z0 + z1) / 2.0
+            var[k, 0] = var[k, 1] = var[k, 2] = 0.0
+            continue
+        sd = np.float64(s)
+        mx = cx / sd
+        my = cy / sd
+        mz = cz / sd if z1 - z0 > 1 else z0 + 0.5
+        xyz[k, 0] = mx
+        xyz[k, 1] = my
+        xyz[k, 2] = mz
+        denom = sd * sd - np.float64(s2)
+        if denom <= 0:
+            var[k, 0] = var[k, 1] = var[k, 2] = 1.0 / 12.0
+            continue
+        vx = vy = vz = 0.0
+        for p in range(a, b):
+            key = keys[p]
+            z = key // npix
+            r = key - z * npix
+            y = r // width
+            x = r - y * width
+            w = np.float64(np.float32(values[p]))
+            vx += w * (x + 0.5 - mx) ** 2
+            vy += w * (y + 0.5 - my) ** 2
+            vz += w * (z + 0.5 - mz) ** 2
+        var[k, 0] = vx / denom + 1.0 / 12.0
+        var[k, 1] = vy / denom + 1.0 / 12.0
+        var[k, 2] = vz / denom + 1.0 / 12.0
+
+
+@dataclass
+class SpotMeasures:
+    """Per-spot measures, one row per component."""
+
+    bbox: np.ndarray  # (N, 6) int32
+    xyz: np.ndarray  # (N, 3) float64 centroid
+    variance: np.ndarray  # (N, 3) float64
+    intensity: np.ndarray  # (N,) float64 (float32 sum)
+    peak: np.ndarray  # (N, 3) float64 peak pixel centre
+
+
+def measure(comps: Components, width: int, height: int) -> SpotMeasures:
+    """Bounding box, centroid, centroid variance, summed intensity and peak of each component."""
+    n = len(comps)
+    bbox = np.empty((n, 6), np.int64)
+    xyz = np.empty((n, 3))
+    var = np.empty((n, 3))
+    inten = np.empty(n, np.float32)
+    peak = np.empty((n, 3))
+    if n:
+        _measure(comps.keys, comps.values, comps.start, width, width * height, bbox, xyz, var, inten, peak)
+    return SpotMeasures(bbox.astype(np.int32), xyz, var, inten.astype(np.float64), peak)
+
+
+def shoeboxes(
+    comps: Components,
+    bbox: np.ndarray,
+    width: int,
+    height: int,
+    panel: int,
+    invalid: np.ndarray | None = None,
+) -> Shoeboxes:
+    """Shoeboxes over each bbox: component pixels hold their value and mask Valid|Foreground.
+
+    Pixels flagged in ``invalid`` (overloaded after correction) keep Foreground only.
+    """
+    nx = (bbox[:, 1] - bbox[:, 0]).astype(np.int64)
+    ny = (bbox[:, 3] - bbox[:, 2]).astype(np.int64)
+    nz = (bbox[:, 5] - bbox[:, 4]).astype(np.int64)
+    offsets = np.zeros(len(comps) + 1, np.int64)
+    np.cumsum(nx * ny * nz, out=offsets[1:])
+    total = int(offsets[-1])
+    data = np.zeros(total, np.float32)
+    mask = np.zeros(total, np.uint8)
+    which = np.repeat(np.arange(len(comps)), comps.sizes)
+    npix = width * height
+    z = comps.keys // npix
+    rem = comps.keys - z * npix
+    y = rem // width
+    x = rem - y * width
+    b = bbox[which].astype(np.int64)
+    voxel = offsets[which] + ((z - b[:, 4]) * ny[which] + (y - b[:, 2])) * nx[which] + (x - b[:, 0])
+    data[voxel] = comps.values.astype(np.float32)
+    mask[voxel] = VALID | FOREGROUND
+    if invalid is not None and invalid.any():
+        mask[voxel[invalid]] = FOREGROUND
+    return Shoeboxes(
+        panel=np.full(len(comps), panel, np.uint32),
+        bbox=bbox.astype(np.int32),
+        offsets=offsets,
+        data=data,
+        mask=mask,
+        background=np.zeros(total, np.float32),
+    )
+
+
+def concat_shoeboxes(parts: list[Shoeboxes]) -> Shoeboxes:
+    """Concatenate shoebox lists in order."""
+    offsets = [np.zeros(1, np.int64)]
+    base = 0
+    for sb in parts:
+        offsets.append(sb.offsets[1:] + base)
+        base += int(sb.offsets[-1])
+    return Shoeboxes(
+        panel=np.concatenate([sb.panel for sb in parts]),
+        bbox=np.concatenate([sb.bbox for sb in parts]),
+        offsets=np.concatenate(offsets),
+        data=np.concatenate([sb.data for sb in parts]),
+        mask=np.concatenate([sb.mask for sb in parts]),
+        background=np.concatenate([sb.background for sb in parts]),
+    )

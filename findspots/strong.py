@@ -1,0 +1,97 @@
+"""Strong pixels of one image: corrected data, per-image mask, threshold, region of interest."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from findspots.errors import TooManyStrongPixels
+from findspots.threshold import Threshold
+
+
+@dataclass
+class ImageStrong:
+    """Strong pixels of one image: per panel, flat indices (ascending) and corrected values."""
+
+    frame: int
+    count: int
+    idx: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    mean_background: float | None = None
+
+    def without_pixels(self) -> ImageStrong:
+        """The per-image summary only (what the log needs)."""
+        return ImageStrong(self.frame, self.count, mean_background=self.mean_background)
+
+
+@dataclass
+class StrongFinder:
+    """Finds strong pixels on the images of one sequence with fixed masks and settings.
+
+    ``sequence`` is an image source (``get_raw``, ``get_corrected``, ``get_mask``, ``frame``);
+    ``static_masks`` is one boolean array per panel (True = usable) from the filter parameters,
+    ANDed with each image's own mask; ``roi`` is ``(x0, x1, y0, y1)`` or None; ``rejected`` holds
+    frames whose threshold result is forced empty (``exclude_images``).
+    """
+
+    sequence: object
+    static_masks: list[np.ndarray]
+    threshold: Threshold
+    roi: tuple[int, int, int, int] | None = None
+    rejected: frozenset[int] = frozenset()
+    max_strong_fraction: float | None = 0.25
+    compute_mean_background: bool = False
+
+    @property
+    def panel_shapes(self) -> list[tuple[int, int]]:
+        """(width, height) of each panel."""
+        return [(m.shape[1], m.shape[0]) for m in self.static_masks]
+
+    def _threshold(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.roi is None:
+            return self.threshold(image, mask)
+        x0, x1, y0, y1 = self.roi
+        strong = np.zeros(image.shape, bool)
+        strong[y0:y1, x0:x1] = self.threshold(image[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+        return strong
+
+    def find(self, index: int) -> ImageStrong:
+        """Threshold image ``index`` of the sequence and check the strong-pixel fraction."""
+        seq = self.sequence
+        frame = seq.frame(index)
+        raw = seq.get_raw(index)
+        data = seq.get_corrected(index, raw)
+        result = ImageStrong(frame=frame, count=0)
+        backgrounds = []
+        for d, image_mask, static in zip(data, seq.get_mask(index, raw), self.static_masks, strict=True):
+            mask = image_mask & static
+            if frame in self.rejected:
+                strong = np.zeros(d.shape, bool)
+            else:
+                strong = self._threshold(d, mask)
+            idx = np.flatnonzero(strong)
+            result.idx.append(idx.astype(np.int64))
+            result.values.append(d.ravel()[idx])
+            result.count += idx.size
+            if self.compute_mean_background:
+                background = mask & ~strong
+                backgrounds.append(float(d[background].mean()) if background.any() else 0.0)
+        if backgrounds:
+            result.mean_background = sum(backgrounds) / len(backgrounds)
+        self._check_fraction(result, sum(r.size for r in raw), index)
+        return result
+
+    def _check_fraction(self, result: ImageStrong, npixels: int, index: int) -> None:
+        fraction = self.max_strong_fraction
+        if fraction is None or fraction >= 1:
+            return
+        allowed = math.ceil(fraction * npixels)
+        if result.count > allowed:
+            raise TooManyStrongPixels(
+                f"image {result.frame + 1} ({self.sequence.paths[index]}): {result.count} strong pixels "
+                f"({result.count / npixels:.1%} of {npixels}) exceed the maximum {allowed} allowed by "
+                f"spotfinder.filter.max_strong_pixel_fraction={fraction}; try changing spot finding "
+                "parameters (e.g. a mask, sigma_strong or global_threshold)"
+            )

@@ -1,0 +1,96 @@
+"""Dispersion thresholds: the worked examples of SPEC §1.6 and §1.7, and edge rules."""
+
+import numpy as np
+import pytest
+
+from findspots.errors import ParameterError
+from findspots.threshold.dispersion import dispersion, dispersion_extended, min_count
+
+
+def flat_with(value, at, shape=(5, 5)):
+    image = np.ones(shape)
+    image[at] = value
+    return image, np.ones(shape, bool)
+
+
+def checkerboard_spot():
+    """SPEC §1.7: checkerboard 9/11 background, 3x3 spot centred at (10, 10)."""
+    rows, cols = np.indices((21, 21))
+    image = np.where((rows + cols) % 2 == 0, 9.0, 11.0)
+    image[9:12, 9:12] = [[20, 40, 20], [40, 100, 40], [20, 40, 20]]
+    return image, np.ones(image.shape, bool)
+
+
+def test_example_a_centre_is_the_only_strong_pixel():
+    image, mask = flat_with(10, (2, 2))
+    assert np.argwhere(dispersion(image, mask, kernel_size=(1, 1))).tolist() == [[2, 2]]
+
+
+def test_example_b_corner_uses_clipped_window():
+    image, mask = flat_with(10, (0, 0))
+    assert np.argwhere(dispersion(image, mask, kernel_size=(1, 1))).tolist() == [[0, 0]]
+    # min_local <= 0 needs the full 3x3 window: the corner can never be strong
+    assert not dispersion(image, mask, kernel_size=(1, 1), min_local=0).any()
+
+
+def test_classic_plus_shape_on_checkerboard():
+    image, mask = checkerboard_spot()
+    strong = dispersion(image, mask)
+    assert sorted(map(tuple, np.argwhere(strong))) == [(9, 10), (10, 9), (10, 10), (10, 11), (11, 10)]
+
+
+def test_extended_recovers_the_whole_spot():
+    image, mask = checkerboard_spot()
+    strong = dispersion_extended(image, mask)
+    assert strong.sum() == 9
+    assert strong[9:12, 9:12].all()
+
+
+def test_masked_pixels_are_never_strong_and_leave_the_statistics():
+    image, mask = flat_with(10, (2, 2))
+    mask[2, 2] = False
+    assert not dispersion(image, mask, kernel_size=(1, 1)).any()
+
+
+def test_values_at_or_above_2_24_are_left_out_of_the_window_sums():
+    image, mask = flat_with(10, (2, 2))
+    image[1, 2] = 2.0**24  # inside the statistics it would swamp the centre's local mean
+    strong = dispersion(image, mask, kernel_size=(1, 1))
+    # both are tested as candidates against windows that leave the 2**24 pixel out
+    assert strong[2, 2] and strong[1, 2]
+
+
+def test_global_threshold_is_strict():
+    image, mask = flat_with(10, (2, 2))
+    assert not dispersion(image, mask, kernel_size=(1, 1), global_threshold=10).any()
+    assert dispersion(image, mask, kernel_size=(1, 1), global_threshold=9.99)[2, 2]
+
+
+def test_gain_only_changes_the_variance_model():
+    image, mask = flat_with(10, (2, 2))
+    # D = 4.5 at the centre against a bound of 4.0: gain 1.2 raises the bound to 4.8
+    assert dispersion(image, mask, kernel_size=(1, 1), gain=1.0)[2, 2]
+    assert not dispersion(image, mask, kernel_size=(1, 1), gain=1.2).any()
+
+
+def test_kernel_size_is_rows_then_columns():
+    image = np.ones((9, 9))
+    image[4, 4] = 10
+    mask = np.ones(image.shape, bool)
+    # a 1x9 window (rows +-0, columns +-4): the centre is strong; a 9x1 window is the same by symmetry,
+    # but kernel (0, 4) on a 1-row-high window must see only its own row
+    strong = dispersion(image, mask, kernel_size=(0, 4))
+    assert strong[4, 4]
+    image[3, 4] = image[5, 4] = 10  # a vertical line: invisible to a horizontal window's mean
+    assert dispersion(image, mask, kernel_size=(0, 4))[4, 4]
+
+
+@pytest.mark.parametrize("min_local", [1, 50])
+def test_min_local_out_of_range_is_an_error(min_local):
+    with pytest.raises(ParameterError, match="min_local"):
+        min_count((3, 3), min_local)
+
+
+def test_min_local_zero_means_full_kernel():
+    assert min_count((3, 3), 0) == 49
+    assert min_count((2, 1), -5) == 15
