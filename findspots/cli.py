@@ -57,6 +57,7 @@ def _check_writable(path: str) -> None:
 
 def run(argv: list[str]) -> int:
     """Run findspots on command-line arguments; returns the exit status."""
+    from findspots.batch.checkpoint import Checkpoints
     from findspots.histogram import spot_histogram
     from findspots.images import ImageError
     from findspots.images.sweeps import group_images
@@ -93,19 +94,22 @@ def run(argv: list[str]) -> int:
         check_parameters(params)
         started = time.perf_counter()
         sequences = group_images(args.data_args)
-        rows = find_spots(sequences, params)
+        checkpoints = Checkpoints(Path(f"{out.reflections}.findspots-checkpoint"))
+        rows = find_spots(sequences, params, checkpoints)
         for s in range(len(rows.images)):
             log.info("\nHistogram of per-image spot count for imageset %d:", s)
             log.info(spot_histogram(rows.z_of_sequence(s)))
         log.info("\n%s", "-" * 80)
         if not len(rows):
             log.warning("No reflections found; %s not written", out.reflections)
+            checkpoints.remove()
             return 0
         table = rows.table()
         if not out.shoeboxes:
             table.pop("shoebox", None)
         write_reflections(out.reflections, table)
         log.info("Saved %d reflections to %s", len(rows), out.reflections)
+        checkpoints.remove()
         log.debug("Time taken: %.2f s", time.perf_counter() - started)
         return 0
     except FindSpotsError as err:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from findspots.errors import FindSpotsError
+
 LOGGER = "findspots"
 
 
@@ -32,13 +34,20 @@ def setup(verbosity: int, log_file: str | None = None, debug_file: str | None = 
     console.setFormatter(_PlainFormatter())
     logger.addHandler(console)
     if log_file:
-        handler = logging.FileHandler(log_file, mode="w", delay=True)
+        handler = _file_handler("output.log", log_file)
         handler.setLevel(logging.INFO if verbosity < 2 else logging.DEBUG)
         handler.setFormatter(_PlainFormatter())
         logger.addHandler(handler)
     if debug_file:
-        handler = logging.FileHandler(debug_file, mode="w", delay=True)
+        handler = _file_handler("output.debug_log", debug_file)
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     return logger
+
+
+def _file_handler(parameter: str, path: str) -> logging.FileHandler:
+    try:
+        return logging.FileHandler(path, mode="w")
+    except OSError as err:
+        raise FindSpotsError(f"{parameter}={path}: cannot write the log file ({err.strerror})") from None

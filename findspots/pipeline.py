@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from findspots.blocks import RangeSpots, SizeLimits, merge_blocks, process_block
+from findspots import __version__
+from findspots.batch.checkpoint import Checkpoints, run_key
+from findspots.batch.engine import run_range
+from findspots.batch.executor import Executors
+from findspots.batch.plan import Plan, plan_blocks
+from findspots.blocks import RangeSpots, SizeLimits
 from findspots.errors import NotYetSupported, ParameterError
 from findspots.masks import static_masks
+from findspots.phil import to_dict
 from findspots.spots import concat_shoeboxes, measure, shoeboxes
 from findspots.strong import ImageStrong, StrongFinder
 from findspots.threshold import make_threshold
@@ -133,8 +140,8 @@ def _check_unsupported(params) -> None:
     for what, set_ in checks.items():
         if set_:
             raise NotYetSupported(what)
-    if sf.mp.method not in (None, "none") or (sf.mp.njobs or 1) > 1:
-        raise NotYetSupported(f"spotfinder.mp.method={sf.mp.method} njobs={sf.mp.njobs}")
+    if sf.mp.method not in (None, "none"):
+        raise NotYetSupported(f"spotfinder.mp.method={sf.mp.method}")
 
 
 def check_parameters(params) -> None:
@@ -143,10 +150,50 @@ def check_parameters(params) -> None:
     make_threshold(params.spotfinder.threshold)
 
 
-def find_spots(sequences: list, params) -> SpotRows:
-    """Find spots in every sequence, in order; returns the assembled rows."""
+def resolve_nproc(value) -> int:
+    """``mp.nproc``: Auto means the CPUs this process may use."""
+    if value in (None, "Auto"):
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        log.info("Setting nproc=%d", n)
+        return n
+    return int(value)
+
+
+def result_settings(params) -> dict:
+    """Every parameter that can change the spots (the checkpoint key): all but mp and output."""
+    settings = to_dict(params.spotfinder)
+    settings.pop("mp", None)
+    settings["maximum_trusted_value"] = params.maximum_trusted_value
+    return settings
+
+
+def _log_plan(plan: Plan, method: str) -> None:
+    if plan.chunksize_logged is not None:
+        log.info("Setting chunksize=%d", plan.chunksize_logged)
+    log.info("Extracting strong pixels from images")
+    if plan.njobs > 1:
+        log.info(
+            " Using %s with %d parallel job(s) and %d processes per node\n", method, plan.njobs, plan.nproc
+        )
+    else:
+        log.info(" Using multiprocessing with %d parallel job(s)\n", plan.nproc)
+    sizes = sorted({len(b) for b in plan.blocks}, reverse=True)
+    log.debug(
+        "Plan: %d block(s) of %s image(s) on %d worker(s)",
+        len(plan.blocks),
+        "/".join(map(str, sizes)),
+        plan.workers,
+    )
+
+
+def find_spots(sequences: list, params, checkpoints: Checkpoints | None = None) -> SpotRows:
+    """Find spots in every sequence, in order; returns the assembled rows.
+
+    ``checkpoints`` (optional) stores finished blocks so that a rerun resumes.
+    """
     check_parameters(params)
     sf = params.spotfinder
+    mp = sf.mp
     limits = SizeLimits(min_spot_size(sf.filter, sequences), sf.filter.max_spot_size)
     if limits.max_size <= limits.min_size:
         raise ParameterError(
@@ -155,38 +202,43 @@ def find_spots(sequences: list, params) -> SpotRows:
         )
     log.info("Configuring spot finder from input parameters")
     threshold = make_threshold(sf.threshold)
+    nproc = resolve_nproc(mp.nproc)
+    chunksize = None if mp.chunksize in (None, "Auto") else int(mp.chunksize)
+    settings = result_settings(params)
     rows = SpotRows()
-    for s, seq in enumerate(sequences):
-        log.info("%s\nFinding strong spots in imageset %d\n%s", RULE, s, RULE)
-        base = len(rows.experiments)
-        if seq.is_still:
-            rows.experiments += [Experiment(s, i) for i in range(len(seq))]
-        else:
-            rows.experiments.append(Experiment(s, None))
-        seq = with_maximum_trusted_value(seq, params.maximum_trusted_value)
-        finder = StrongFinder(
-            sequence=seq,
-            static_masks=static_masks(seq, sf.filter),
-            threshold=threshold,
-            roi=check_roi(sf.region_of_interest, seq),
-            max_strong_fraction=sf.filter.max_strong_pixel_fraction,
-            compute_mean_background=sf.compute_mean_background,
-        )
-        three_d = not seq.is_still and not sf.force_2d
-        seq_images: list[ImageStrong] = []
-        for j0, j1 in scan_ranges(seq, sf.scan_range):
-            log.info("\nFinding spots in image %d to %d...", j0, j1)
-            first = seq.image_numbers.index(j0)
-            indices = range(first, first + (j1 - j0) + 1)
-            log.info("Extracting strong pixels from images")
-            log.info(" Using multiprocessing with 1 parallel job(s)\n")
-            block = process_block(finder, indices, False, False, three_d, limits)
-            for im in block.images:
-                _log_image(im)
-            seq_images += block.images
-            spots = merge_blocks([block], finder.panel_shapes, limits)
-            _add_range(rows, spots, finder, seq, base, limits, sf.filter, params.output.shoeboxes)
-        rows.images.append(seq_images)
+    with Executors(mp.method) as executors:
+        for s, seq in enumerate(sequences):
+            log.info("%s\nFinding strong spots in imageset %d\n%s", RULE, s, RULE)
+            base = len(rows.experiments)
+            if seq.is_still:
+                rows.experiments += [Experiment(s, i) for i in range(len(seq))]
+            else:
+                rows.experiments.append(Experiment(s, None))
+            seq = with_maximum_trusted_value(seq, params.maximum_trusted_value)
+            finder = StrongFinder(
+                sequence=seq,
+                static_masks=static_masks(seq, sf.filter),
+                threshold=threshold,
+                roi=check_roi(sf.region_of_interest, seq),
+                max_strong_fraction=sf.filter.max_strong_pixel_fraction,
+                compute_mean_background=sf.compute_mean_background,
+            )
+            three_d = not seq.is_still and not sf.force_2d
+            key = run_key(seq.paths, settings, __version__) if checkpoints else ""
+            seq_images: list[ImageStrong] = []
+            for j0, j1 in scan_ranges(seq, sf.scan_range):
+                log.info("\nFinding spots in image %d to %d...", j0, j1)
+                first = seq.image_numbers.index(j0)
+                indices = range(first, first + (j1 - j0) + 1)
+                plan = plan_blocks(indices, nproc, mp.njobs or 1, chunksize, mp.min_chunksize or 1, mp.method)
+                _log_plan(plan, mp.method)
+                executor = executors.get(plan.nproc, plan.njobs)
+                images, spots = run_range(
+                    finder, plan, three_d, limits, executor, _log_image, checkpoints, f"{key}-{s}-{j0}-{j1}"
+                )
+                seq_images += images
+                _add_range(rows, spots, finder, seq, base, limits, sf.filter, params.output.shoeboxes)
+            rows.images.append(seq_images)
     return rows
 
 

@@ -1,0 +1,68 @@
+"""Running one scan range as image blocks: resume, submit, log in image order, merge."""
+
+from __future__ import annotations
+
+import logging
+
+from findspots.batch.checkpoint import Checkpoints
+from findspots.batch.executor import Executor
+from findspots.batch.plan import Plan
+from findspots.batch.progress import Progress
+from findspots.blocks import BlockResult, RangeSpots, SizeLimits, merge_blocks, process_block
+from findspots.strong import ImageStrong
+
+log = logging.getLogger("findspots")
+
+
+class OrderedImageLog:
+    """Emits per-image lines in image order, whatever order blocks finish in."""
+
+    def __init__(self, nblocks: int, emit):
+        self.results: list[BlockResult | None] = [None] * nblocks
+        self.next = 0
+        self.emit = emit
+
+    def add(self, b: int, result: BlockResult) -> None:
+        self.results[b] = result
+        while self.next < len(self.results) and self.results[self.next] is not None:
+            for image in self.results[self.next].images:
+                self.emit(image)
+            self.next += 1
+
+
+def run_range(
+    finder,
+    plan: Plan,
+    three_d: bool,
+    limits: SizeLimits,
+    executor: Executor,
+    emit_image,
+    checkpoints: Checkpoints | None = None,
+    range_key: str = "",
+) -> tuple[list[ImageStrong], RangeSpots]:
+    """Process the blocks of ``plan`` and merge them into the range's final components."""
+    n = len(plan.blocks)
+    ordered = OrderedImageLog(n, emit_image)
+    keys = [f"{range_key}-{b[0]}-{b[-1]}" for b in plan.blocks]
+    todo = []
+    for b, key in enumerate(keys):
+        saved = checkpoints.load(key) if checkpoints else None
+        if saved is not None:
+            ordered.add(b, saved)
+        else:
+            todo.append(b)
+    if len(todo) < n:
+        log.info("Resumed %d of %d blocks from %s", n - len(todo), n, checkpoints.folder)
+    tasks = [(plan.blocks[b], b > 0, b < n - 1, three_d, limits) for b in todo]
+    progress = Progress(sum(len(plan.blocks[b]) for b in todo))
+    try:
+        for i, result in executor.run(process_block, finder, tasks):
+            b = todo[i]
+            if checkpoints is not None:
+                checkpoints.save(keys[b], result)
+            progress.update(len(plan.blocks[b]))
+            ordered.add(b, result)
+    finally:
+        progress.close()
+    images = [im for r in ordered.results for im in r.images]
+    return images, merge_blocks(ordered.results, finder.panel_shapes, limits)

@@ -1,0 +1,125 @@
+"""Executors: run block tasks in-process or on a dask cluster, yielding results as they finish.
+
+One interface (``Executor.run``); the cluster behind a dask executor is the only difference
+between local processes and scheduler jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+log = logging.getLogger("findspots")
+
+# A dead worker's block is rerun on another worker; a block that kills this many workers fails.
+ALLOWED_WORKER_DEATHS = 3
+
+
+class Executor:
+    """Runs ``fn(shared, *args)`` for each args tuple; yields ``(index, result)`` as they finish."""
+
+    def run(self, fn: Callable, shared: Any, tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers (and cancel cluster jobs)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InProcessExecutor(Executor):
+    """Runs tasks one after the other in this process: no start-up cost."""
+
+    def run(self, fn, shared, tasks):
+        for i, args in enumerate(tasks):
+            yield i, fn(shared, *args)
+
+
+class DaskExecutor(Executor):
+    """Runs tasks on a dask cluster (a LocalCluster, or a dask-jobqueue cluster)."""
+
+    def __init__(self, cluster, client=None):
+        from distributed import Client
+
+        self.cluster = cluster
+        self.client = client or Client(cluster)
+        link = getattr(self.client, "dashboard_link", None)
+        if link:
+            log.info("Dask dashboard: %s", link)
+
+    def run(self, fn, shared, tasks):
+        from distributed import as_completed
+
+        shared_future = self.client.scatter(shared, broadcast=True, hash=False)
+        futures = {
+            self.client.submit(
+                fn, shared_future, *args, pure=False, key=f"findspots-block-{i}-{id(tasks)}"
+            ): i
+            for i, args in enumerate(tasks)
+        }
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self.client.close()
+        self.cluster.close()
+
+
+def local_dask_executor(nproc: int) -> DaskExecutor:
+    """``nproc`` single-threaded worker processes on this machine, dashboard on loopback."""
+    import dask
+    from distributed import LocalCluster
+
+    dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS})
+    cluster = LocalCluster(
+        n_workers=nproc,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
+    return DaskExecutor(cluster)
+
+
+def make_executor(method: str, nproc: int, njobs: int) -> Executor:
+    """The executor for ``mp.method``/``nproc``/``njobs``."""
+    if method in (None, "none"):
+        return InProcessExecutor() if nproc <= 1 else local_dask_executor(nproc)
+    from findspots.errors import NotYetSupported
+
+    raise NotYetSupported(f"spotfinder.mp.method={method}")
+
+
+class Executors:
+    """The executors of one run, started on first use and shared by its scan ranges."""
+
+    def __init__(self, method: str):
+        self.method = method
+        self._started: dict[tuple[int, int], Executor] = {}
+
+    def get(self, nproc: int, njobs: int) -> Executor:
+        key = (nproc, njobs)
+        if key not in self._started:
+            self._started[key] = make_executor(self.method, nproc, njobs)
+        return self._started[key]
+
+    def close(self) -> None:
+        for executor in self._started.values():
+            executor.close()
+        self._started.clear()
+
+    def __enter__(self) -> Executors:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
