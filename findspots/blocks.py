@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 
@@ -49,10 +50,15 @@ class PanelResult:
 
 @dataclass
 class BlockResult:
-    """What a block returns: per-image counts and per-panel components."""
+    """What a block returns: per-image counts, per-panel components, and per-panel hot pixels.
+
+    ``hot[p]`` holds the flat indices of panel p's pixels that are strong on every image of the
+    block (candidate hot pixels; a range's hot pixels are the intersection over its blocks).
+    """
 
     images: list[ImageStrong]
     panels: list[PanelResult] = field(default_factory=list)
+    hot: list[np.ndarray] = field(default_factory=list)
 
 
 def _empty() -> Components:
@@ -120,6 +126,7 @@ def process_block(
             is_edge = np.zeros(len(comps), bool)
         interior, small, large = limits.split(comps.select(~is_edge))
         result.panels.append(PanelResult(interior, comps.select(is_edge), small, large))
+        result.hot.append(reduce(np.intersect1d, [im.idx[p] for im in images]))
     return result
 
 
@@ -131,6 +138,7 @@ class RangeSpots:
     n_extracted: int
     n_small: int
     n_large: int
+    hot: list[np.ndarray]  # per panel: flat indices strong on every image of the range
 
 
 def merge_blocks(
@@ -153,4 +161,5 @@ def merge_blocks(
         small += p_small
         large += p_large
         extracted += len(comps) + p_small + p_large
-    return RangeSpots(out, extracted, small, large)
+    hot = [reduce(np.intersect1d, [b.hot[p] for b in blocks if b.hot]) for p in range(len(panel_shapes))]
+    return RangeSpots(out, extracted, small, large, hot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,33 @@ options:
 """
 
 
+def _log_per_image_statistics(table: dict, experiments: list, sequences: list) -> None:
+    """The per-image table of each experiment (``per_image_statistics=True``)."""
+
+    from findspots.histogram import per_image_table
+    from findspots.per_image import on_ice_rings, per_image_rows, spot_resolution
+
+    for i, experiment in enumerate(experiments):
+        seq = sequences[experiment.sequence_index]
+        rows = table["id"] == i
+        xyz = table["xyzobs.px.value"][rows]
+        d = spot_resolution(seq, table["panel"][rows], xyz[:, :2])
+        if experiment.image_index is None:
+            first, count = seq.frame(0), len(seq)
+        else:
+            first, count = seq.frame(experiment.image_index), 1
+        stats = per_image_rows(xyz[:, 2], table["intensity.sum.value"][rows], on_ice_rings(d), first, count)
+        log.info("Number of centroids per image for imageset %d:\n%s", i, per_image_table(stats))
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that workers and cluster jobs are shut down."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def _fail(message: str, code: int, verbosity: int) -> int:
     """One line on stderr; the traceback goes to the debug log (and stderr with -vv)."""
     log.debug("error", exc_info=True)
@@ -60,7 +88,7 @@ def run(argv: list[str]) -> int:
     from findspots.batch.checkpoint import Checkpoints
     from findspots.histogram import spot_histogram
     from findspots.images import ImageError
-    from findspots.images.sweeps import group_images
+    from findspots.images.inputs import load_inputs
     from findspots.logs import setup
     from findspots.parameters import format_config, parse_arguments
     from findspots.phil import PhilError
@@ -93,7 +121,7 @@ def run(argv: list[str]) -> int:
         _check_writable(out.reflections)
         check_parameters(params)
         started = time.perf_counter()
-        sequences = group_images(args.data_args)
+        sequences = load_inputs(args.data_args)
         checkpoints = Checkpoints(Path(f"{out.reflections}.findspots-checkpoint"))
         rows = find_spots(sequences, params, checkpoints)
         for s in range(len(rows.images)):
@@ -110,6 +138,8 @@ def run(argv: list[str]) -> int:
         write_reflections(out.reflections, table)
         log.info("Saved %d reflections to %s", len(rows), out.reflections)
         checkpoints.remove()
+        if params.per_image_statistics:
+            _log_per_image_statistics(table, rows.experiments, sequences)
         log.debug("Time taken: %.2f s", time.perf_counter() - started)
         return 0
     except FindSpotsError as err:
@@ -118,9 +148,14 @@ def run(argv: list[str]) -> int:
         return _fail(str(err), 2, verbosity)
     except ImageError as err:
         return _fail(str(err), 1, verbosity)
-    except KeyboardInterrupt:
-        print("findspots: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as err:
+        code = 143 if isinstance(err, Terminated) else 130
+        print(
+            f"findspots: stopped by {'SIGTERM' if code == 143 else 'SIGINT'}; finished blocks are kept, "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return code
     except Exception as err:  # a bug: still one line for the user, the traceback in the debug log
         return _fail(
             f"internal error ({type(err).__name__}: {err}); details in {out.debug_log}", 1, verbosity
@@ -129,6 +164,7 @@ def run(argv: list[str]) -> int:
 
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = run(sys.argv[1:])
         sys.stdout.flush()

@@ -51,3 +51,19 @@ def _file_handler(parameter: str, path: str) -> logging.FileHandler:
         return logging.FileHandler(path, mode="w")
     except OSError as err:
         raise FindSpotsError(f"{parameter}={path}: cannot write the log file ({err.strerror})") from None
+
+
+def capture_library_logs(name: str) -> None:
+    """Send a library's log records (e.g. dask's "distributed") to the debug log only.
+
+    Libraries like distributed print warnings to the terminal ("event loop unresponsive" under
+    load); users get findspots's own lines there, and the details stay in the debug log.
+    """
+    library = logging.getLogger(name)
+    for handler in list(library.handlers):
+        library.removeHandler(handler)
+    library.propagate = False
+    library.setLevel(logging.INFO)
+    for handler in logging.getLogger(LOGGER).handlers:
+        if handler.level <= logging.DEBUG and isinstance(handler, logging.FileHandler):
+            library.addHandler(handler)

@@ -13,18 +13,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from findspots import __version__
+from findspots import __version__, filters
 from findspots.batch.checkpoint import Checkpoints, run_key
 from findspots.batch.engine import run_range
 from findspots.batch.executor import Executors
 from findspots.batch.plan import Plan, plan_blocks
 from findspots.blocks import RangeSpots, SizeLimits
 from findspots.errors import NotYetSupported, ParameterError
-from findspots.masks import static_masks
+from findspots.exclusions import rejected_frames
+from findspots.hot_mask import hot_mask, write_hot_mask
+from findspots.masks import check_mask_parameters, load_lookup_mask, static_masks
 from findspots.phil import to_dict
 from findspots.spots import concat_shoeboxes, measure, shoeboxes
 from findspots.strong import ImageStrong, StrongFinder
 from findspots.threshold import make_threshold
+from findspots.threshold.radial_profile import SequenceGeometry
 
 log = logging.getLogger("findspots")
 
@@ -48,6 +51,7 @@ class SpotRows:
     columns: dict[str, list] = field(default_factory=dict)
     images: list[list[ImageStrong]] = field(default_factory=list)  # per sequence
     experiments: list[Experiment] = field(default_factory=list)
+    hot_masks: list[str] = field(default_factory=list)  # files written, per sequence
 
     def add(self, name: str, value) -> None:
         self.columns.setdefault(name, []).append(value)
@@ -126,16 +130,9 @@ def with_maximum_trusted_value(sequence, value: float | None):
 def _check_unsupported(params) -> None:
     sf = params.spotfinder
     checks = {
-        "spotfinder.write_hot_mask=True": sf.write_hot_mask,
-        "spotfinder.lookup.mask": sf.lookup.mask,
-        "spotfinder.exclude_images": sf.exclude_images,
-        "spotfinder.exclude_images_multiple": sf.exclude_images_multiple,
-        "spotfinder.filter.background_gradient.filter=True": sf.filter.background_gradient.filter,
-        "spotfinder.filter.spot_density.filter=True": sf.filter.spot_density.filter,
         "spotfinder.filter.use_trusted_range=False": not sf.filter.use_trusted_range,
         "output.datablock": params.output.datablock,
         "output.experiments": params.output.experiments,
-        "per_image_statistics=True": params.per_image_statistics,
     }
     for what, set_ in checks.items():
         if set_:
@@ -148,6 +145,15 @@ def check_parameters(params) -> None:
     """Reject parameters that cannot run, before any image is read."""
     _check_unsupported(params)
     make_threshold(params.spotfinder.threshold)
+    check_mask_parameters(params.spotfinder.filter)
+
+
+def experiments_of(sequences: list) -> list[Experiment]:
+    """The experiment list: one per rotation sequence, one per image of a still sequence."""
+    out = []
+    for s, seq in enumerate(sequences):
+        out += [Experiment(s, i) for i in range(len(seq))] if seq.is_still else [Experiment(s, None)]
+    return out
 
 
 def resolve_nproc(value) -> int:
@@ -201,35 +207,52 @@ def find_spots(sequences: list, params, checkpoints: Checkpoints | None = None) 
             f"min_spot_size={limits.min_size}"
         )
     log.info("Configuring spot finder from input parameters")
-    threshold = make_threshold(sf.threshold)
+    auto_threshold = None
     nproc = resolve_nproc(mp.nproc)
     chunksize = None if mp.chunksize in (None, "Auto") else int(mp.chunksize)
     settings = result_settings(params)
-    rows = SpotRows()
+    rows = SpotRows(experiments=experiments_of(sequences))
+    images_of = [
+        seq.image_numbers if e.image_index is None else [seq.image_numbers[e.image_index]]
+        for e in rows.experiments
+        for seq in [sequences[e.sequence_index]]
+    ]
+    rejected = rejected_frames(sf.exclude_images, sf.exclude_images_multiple, images_of)
     with Executors(mp.method) as executors:
         for s, seq in enumerate(sequences):
             log.info("%s\nFinding strong spots in imageset %d\n%s", RULE, s, RULE)
-            base = len(rows.experiments)
-            if seq.is_still:
-                rows.experiments += [Experiment(s, i) for i in range(len(seq))]
-            else:
-                rows.experiments.append(Experiment(s, None))
+            members = [e for e, x in enumerate(rows.experiments) if x.sequence_index == s]
+            base = members[0]
+            excluded = sorted(set().union(*(rejected[e] for e in members)))
+            if excluded:
+                log.info("Excluding image(s) %s from spot finding", ", ".join(map(str, excluded)))
             seq = with_maximum_trusted_value(seq, params.maximum_trusted_value)
+            threshold = make_threshold(sf.threshold, geometry=SequenceGeometry(seq.detector, seq.beam))
+            if auto_threshold is not None:
+                threshold.global_threshold = auto_threshold
             finder = StrongFinder(
                 sequence=seq,
-                static_masks=static_masks(seq, sf.filter),
+                static_masks=static_masks(seq, sf.filter, load_lookup_mask(sf.lookup.mask, seq.detector)),
                 threshold=threshold,
                 roi=check_roi(sf.region_of_interest, seq),
+                rejected=frozenset(seq.frame(seq.image_numbers.index(n)) for n in excluded),
                 max_strong_fraction=sf.filter.max_strong_pixel_fraction,
                 compute_mean_background=sf.compute_mean_background,
             )
             three_d = not seq.is_still and not sf.force_2d
             key = run_key(seq.paths, settings, __version__) if checkpoints else ""
             seq_images: list[ImageStrong] = []
+            hot = [np.zeros(0, np.int64) for _ in seq.detector]
             for j0, j1 in scan_ranges(seq, sf.scan_range):
                 log.info("\nFinding spots in image %d to %d...", j0, j1)
                 first = seq.image_numbers.index(j0)
                 indices = range(first, first + (j1 - j0) + 1)
+                finder.fix_global_threshold(first)
+                auto_threshold = (
+                    getattr(threshold, "global_threshold", None)
+                    if sf.threshold.dispersion.global_threshold == "Auto"
+                    else None
+                )
                 plan = plan_blocks(indices, nproc, mp.njobs or 1, chunksize, mp.min_chunksize or 1, mp.method)
                 _log_plan(plan, mp.method)
                 executor = executors.get(plan.nproc, plan.njobs)
@@ -238,7 +261,14 @@ def find_spots(sequences: list, params, checkpoints: Checkpoints | None = None) 
                 )
                 seq_images += images
                 _add_range(rows, spots, finder, seq, base, limits, sf.filter, params.output.shoeboxes)
+                if sf.write_hot_mask:
+                    log.info("Found %d possible hot pixel(s)", sum(h.size for h in spots.hot))
+                    hot = [np.union1d(a, b) for a, b in zip(hot, spots.hot, strict=True)]
             rows.images.append(seq_images)
+            if sf.write_hot_mask:
+                path = f"{sf.hot_mask_prefix}_{s}.npy"
+                write_hot_mask(path, hot_mask(finder.panel_shapes, hot))
+                rows.hot_masks.append(path)
     return rows
 
 
@@ -254,25 +284,71 @@ def _log_image(im: ImageStrong) -> None:
         )
 
 
+def _filter_chain(seq, measures: list, filter_params) -> list[np.ndarray]:
+    """Per-panel keep flags from DIALS's filter chain, run over the whole range's spots."""
+    keeps = [np.ones(len(m.bbox), bool) for m in measures]
+    total = sum(k.size for k in keeps)
+
+    def run(name: str, keep_of_all: np.ndarray) -> None:
+        before = sum(int(k.sum()) for k in keeps)
+        parts = np.split(keep_of_all, np.cumsum([k.size for k in keeps])[:-1])
+        for k, part in zip(keeps, parts, strict=True):
+            k &= part
+        log.info("Filtered %d of %d spots by %s", sum(int(k.sum()) for k in keeps), before, name)
+
+    if filter_params.max_separation is not None:
+        run(
+            "peak-centroid distance",
+            np.concatenate(
+                [filters.peak_centroid(m.peak, m.xyz, filter_params.max_separation) for m in measures]
+            )
+            if total
+            else np.zeros(0, bool),
+        )
+    gradient = filter_params.background_gradient
+    if gradient.filter:
+        boxes, trusted = [], []
+        for p, m in enumerate(measures):
+            boxes += flattened_boxes(seq, p, m.bbox, (gradient.background_size or 0) + 1)
+            trusted += [seq.detector[p].trusted_range] * len(m.bbox)
+        run("background gradient", filters.background_gradient(boxes, trusted, gradient.gradient_cutoff))
+    if filter_params.spot_density.filter:
+        xy = np.concatenate([m.xyz[:, :2] for m in measures]) if total else np.zeros((0, 2))
+        run("spot density", filters.spot_density(xy))
+    return keeps
+
+
+def flattened_boxes(seq, panel: int, bbox: np.ndarray, grow: int) -> list[np.ndarray]:
+    """Corrected data summed over each spot's frames, over its bbox grown by ``grow`` in x and y."""
+    width, height = seq.detector[panel].image_size
+    x0 = np.maximum(bbox[:, 0] - grow, 0)
+    x1 = np.minimum(bbox[:, 1] + grow, width)
+    y0 = np.maximum(bbox[:, 2] - grow, 0)
+    y1 = np.minimum(bbox[:, 3] + grow, height)
+    boxes = [np.zeros((b - a, d - c)) for a, b, c, d in zip(y0, y1, x0, x1, strict=True)]
+    first = seq.frame(0)
+    for frame in np.unique(np.concatenate([np.arange(b[4], b[5]) for b in bbox])) if len(bbox) else []:
+        image = seq.get_corrected(int(frame) - first)[panel]
+        for i in np.flatnonzero((bbox[:, 4] <= frame) & (frame < bbox[:, 5])):
+            boxes[i] += image[y0[i] : y1[i], x0[i] : x1[i]]
+    return boxes
+
+
 def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params, with_shoeboxes) -> None:
     """Measure and filter one scan range's components and append their rows."""
     log.info("\nExtracted %d spots", spots.n_extracted)
     log.info("Removed %d spots with size < %d pixels", spots.n_small, limits.min_size)
     n_kept = sum(len(c) for c in spots.panels)
     log.info("Removed %d spots with size > %d pixels", spots.n_large, limits.max_size)
+    measures = [measure(c, *finder.panel_shapes[p]) for p, c in enumerate(spots.panels)]
     log.info("Calculated %d spot centroids", n_kept)
     log.info("Calculated %d spot intensities", n_kept)
-    n_after = 0
-    for p, comps in enumerate(spots.panels):
+    keeps = _filter_chain(seq, measures, filter_params)
+    for p, (comps, m, keep) in enumerate(zip(spots.panels, measures, keeps, strict=True)):
         width, height = finder.panel_shapes[p]
-        m = measure(comps, width, height)
-        keep = np.ones(len(comps), bool)
-        if filter_params.max_separation is not None:
-            keep = np.linalg.norm(m.peak - m.xyz, axis=1) <= filter_params.max_separation
         comps = comps.select(keep)
         bbox, xyz, var, inten = m.bbox[keep], m.xyz[keep], m.variance[keep], m.intensity[keep]
         n = len(comps)
-        n_after += n
         if not n:
             continue
         over = comps.values > seq.detector[p].trusted_range[1]
@@ -295,5 +371,3 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
         rows.add("xyzobs.px.variance", var)
         if with_shoeboxes:
             rows.add("shoebox", shoeboxes(comps, bbox, width, height, p, invalid=over))
-    if filter_params.max_separation is not None:
-        log.info("Filtered %d of %d spots by peak-centroid distance", n_after, n_kept)

@@ -49,13 +49,27 @@ class StrongFinder:
         """(width, height) of each panel."""
         return [(m.shape[1], m.shape[0]) for m in self.static_masks]
 
-    def _threshold(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _threshold(self, image: np.ndarray, mask: np.ndarray, panel: int) -> np.ndarray:
         if self.roi is None:
-            return self.threshold(image, mask)
+            return self.threshold(image, mask, panel=panel)
         x0, x1, y0, y1 = self.roi
         strong = np.zeros(image.shape, bool)
-        strong[y0:y1, x0:x1] = self.threshold(image[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+        strong[y0:y1, x0:x1] = self.threshold(
+            image[y0:y1, x0:x1], mask[y0:y1, x0:x1], panel=panel, roi=self.roi
+        )
         return strong
+
+    def fix_global_threshold(self, index: int) -> None:
+        """Estimate ``global_threshold=Auto`` once, from image ``index``'s first panel (ROI crop).
+
+        DIALS estimates it in each process; fixing it here keeps results independent of chunking.
+        """
+        if getattr(self.threshold, "auto", False) and self.threshold.global_threshold is None:
+            image = self.sequence.get_corrected(index)[0]
+            if self.roi is not None:
+                x0, x1, y0, y1 = self.roi
+                image = image[y0:y1, x0:x1]
+            self.threshold.estimate(image)
 
     def find(self, index: int) -> ImageStrong:
         """Threshold image ``index`` of the sequence and check the strong-pixel fraction."""
@@ -65,12 +79,13 @@ class StrongFinder:
         data = seq.get_corrected(index, raw)
         result = ImageStrong(frame=frame, count=0)
         backgrounds = []
-        for d, image_mask, static in zip(data, seq.get_mask(index, raw), self.static_masks, strict=True):
+        masks = seq.get_mask(index, raw)
+        for p, (d, image_mask, static) in enumerate(zip(data, masks, self.static_masks, strict=True)):
             mask = image_mask & static
             if frame in self.rejected:
                 strong = np.zeros(d.shape, bool)
             else:
-                strong = self._threshold(d, mask)
+                strong = self._threshold(d, mask, p)
             idx = np.flatnonzero(strong)
             result.idx.append(idx.astype(np.int64))
             result.values.append(d.ravel()[idx])

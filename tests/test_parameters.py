@@ -226,7 +226,7 @@ def test_each_untrusted_assignment_creates_a_region() -> None:
         "untrusted.circle=100,100,10", "untrusted.rectangle=0,10,0,20"
     ).spotfinder.filter.untrusted
     assert len(regions) == 2
-    assert (regions[0].panel, regions[0].circle, regions[0].rectangle) == (0, [100, 100, 10], None)
+    assert (regions[0].panel, regions[0].circle, regions[0].rectangle) == (None, [100, 100, 10], None)
     assert (regions[1].circle, regions[1].rectangle) == (None, [0, 10, 0, 20])
 
 
@@ -242,7 +242,7 @@ def test_untrusted_blocks_from_a_phil_file(tmp_path: Path) -> None:
     regions = parsed.params.spotfinder.filter.untrusted
     assert [(r.panel, r.circle, r.polygon) for r in regions] == [
         (1, [100, 100, 10], None),
-        (0, None, [0, 0, 10, 0, 10, 10]),
+        (None, None, [0, 0, 10, 0, 10, 10]),
     ]
     assert "untrusted {\n      panel = 1\n      circle = 100 100 10\n    }" in parsed.modified
 

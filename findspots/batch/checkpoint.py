@@ -85,6 +85,7 @@ def _pack(result: BlockResult) -> dict[str, np.ndarray]:
             arrays[f"{p}.{kind}.values"] = comps.values
             arrays[f"{p}.{kind}.start"] = comps.start
         arrays[f"{p}.removed"] = np.array([panel.n_small, panel.n_large], np.int64)
+        arrays[f"{p}.hot"] = result.hot[p]
     return arrays
 
 
@@ -93,12 +94,13 @@ def _unpack(z) -> BlockResult:
         ImageStrong(int(f), int(c), mean_background=None if np.isnan(b) else float(b))
         for f, c, b in zip(z["frames"], z["counts"], z["background"], strict=True)
     ]
-    panels = []
+    panels, hot = [], []
     for p in range(int(z["npanels"])):
+        hot.append(z[f"{p}.hot"])
         comps = {
             kind: Components(z[f"{p}.{kind}.keys"], z[f"{p}.{kind}.values"], z[f"{p}.{kind}.start"])
             for kind in ("interior", "edges")
         }
         small, large = (int(v) for v in z[f"{p}.removed"])
         panels.append(PanelResult(comps["interior"], comps["edges"], small, large))
-    return BlockResult(images, panels)
+    return BlockResult(images, panels, hot)

@@ -79,6 +79,9 @@ def local_dask_executor(nproc: int) -> DaskExecutor:
     import dask
     from distributed import LocalCluster
 
+    from findspots.logs import capture_library_logs
+
+    capture_library_logs("distributed")
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS})
     cluster = LocalCluster(
         n_workers=nproc,

@@ -38,8 +38,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from findspots.images import ImageError
-from findspots.images.models import Beam, Detector, Goniometer, Panel
+from findspots.images import ImageError, dls_p12m
+from findspots.images.models import Beam, Detector, Goniometer, Panel, ShadowMasker
 
 BINARY_SECTION = b"--CIF-BINARY-FORMAT-SECTION--"
 BINARY_START = b"\x0c\x1a\x04\xd5"
@@ -49,6 +49,8 @@ HEADER_LIMIT = 4 * 1024 * 1024  # give up looking for the binary section after t
 PILATUS_MODULE = (487, 195)  # (fast, slow) pixels
 PILATUS_GAP = (7, 17)
 DEFAULT_CUTOFF = 1.0e6  # used only when a header has no Count_cutoff / overload value
+EIGER_DEFAULT_CUTOFF = 1.0e8  # EIGER miniCBF without Count_cutoff (as dxtbx)
+EIGER_MODULES = (((1030, 514), (10, 37)), ((1028, 512), (12, 38)))  # (module, gap) (fast, slow) pixels
 
 # Format-class quirks keyed by detector serial number: lab rotation axis for vertical goniometers.
 ROTATION_AXIS_BY_SERIAL = {"60-0119": (0.0, 1.0, 0.0)}  # DLS I24 PILATUS3 6M
@@ -397,6 +399,19 @@ def pilatus_gap_rects(nfast: int, nslow: int) -> list[tuple[int, int, int, int]]
     return rects
 
 
+def eiger_gap_rects(nfast: int, nslow: int) -> list[tuple[int, int, int, int]]:
+    """Module-gap rectangles (x0, y0, x1, y1) of an EIGER (1030 x 514 modules, gaps 10 and 37) or
+    EIGER2 (1028 x 512, gaps 12 and 38) image of whole modules, else []."""
+    for (mf, ms), (gf, gs) in EIGER_MODULES:
+        if (nfast + gf) % (mf + gf) == 0 and (nslow + gs) % (ms + gs) == 0:
+            nx, ny = (nfast + gf) // (mf + gf), (nslow + gs) // (ms + gs)
+            if nx > 4:
+                continue
+            rects = [(k * mf + (k - 1) * gf, 0, k * (mf + gf), nslow) for k in range(1, nx)]
+            return rects + [(0, k * ms + (k - 1) * gs, nfast, k * (ms + gs)) for k in range(1, ny)]
+    return []
+
+
 def _detector_name(h: CbfHeader) -> tuple[str, str]:
     """(detector string, serial number) from '# Detector: NAME, S/N SERIAL ...'."""
     text = h.mini.get("Detector", "")
@@ -412,11 +427,14 @@ def _panel_common(h: CbfHeader, nfast: int, nslow: int) -> dict:
     material = h.mini.get("Sensor_material", "")
     material = {"silicon": "Si"}.get(material.lower(), material)
     thickness = _number(h.mini.get("Sensor_thickness"))
+    eiger = "EIGER" in name.upper()
+    default_cutoff = EIGER_DEFAULT_CUTOFF if eiger else DEFAULT_CUTOFF
+    rects = pilatus_gap_rects(nfast, nslow) if "PILATUS" in name.upper() else []
     return dict(
         image_size=(nfast, nslow),
-        trusted_range=(0.0, cutoff if cutoff is not None else DEFAULT_CUTOFF),
+        trusted_range=(0.0, cutoff if cutoff is not None else default_cutoff),
         type="SENSOR_PAD" if is_pad or h.mini else "CCD",
-        mask_rects=pilatus_gap_rects(nfast, nslow) if "PILATUS" in name.upper() else [],
+        mask_rects=eiger_gap_rects(nfast, nslow) if eiger else rects,
         thickness=thickness * 1000.0 if thickness is not None else 0.0,
         material=material,
     )
@@ -424,6 +442,8 @@ def _panel_common(h: CbfHeader, nfast: int, nslow: int) -> dict:
 
 def _mini_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
     nslow, nfast = h.shape
+    if dls_p12m.is_p12m(h.mini.get("Detector", "")):
+        return _p12m_models(h)
     px = re.findall(r"([-+\d.eE]+)\s*m", h.mini.get("Pixel_size", ""))
     beam_xy = re.findall(r"[-+\d.eE]+", h.mini.get("Beam_xy", ""))
     wavelength = _number(h.mini.get("Wavelength"))
@@ -444,14 +464,41 @@ def _mini_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
     )
     _, serial = _detector_name(h)
     gonio = Goniometer(ROTATION_AXIS_BY_SERIAL.get(serial, (1.0, 0.0, 0.0)))
+    return Detector([panel]), Beam(wavelength), gonio, _mini_scan(h)
+
+
+def _mini_scan(h: CbfHeader) -> ScanInfo:
     exposure = _number(h.mini.get("Exposure_period")) or _number(h.mini.get("Exposure_time")) or 0.0
-    scan = ScanInfo(
+    return ScanInfo(
         start_angle=_number(h.mini.get("Start_angle")) or 0.0,
         angle_increment=_number(h.mini.get("Angle_increment")) or 0.0,
         exposure_time=exposure,
         epoch=_epoch(h.timestamp),
     )
-    return Detector([panel]), Beam(wavelength), gonio, scan
+
+
+def _p12m_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
+    """The DLS I23 PILATUS 12M: 24 row panels and the kappa goniometer (see ``dls_p12m``)."""
+    wavelength = _number(h.mini.get("Wavelength"))
+    if wavelength is None:
+        raise ImageError(f"{h.path}: Pilatus header lacks Wavelength")
+    if h.shape != (dls_p12m.ROWS * dls_p12m.ROW_PITCH - 17, dls_p12m.ROW_SIZE[0]):
+        raise ImageError(f"{h.path}: PILATUS 12M image is {h.shape}, expected 5071 x 2463 (slow, fast)")
+    thickness = (_number(h.mini.get("Sensor_thickness")) or 0.00032) * 1000.0
+    beam_xy = [float(v) for v in re.findall(r"[-+\d.eE]+", h.mini.get("Beam_xy", ""))[:2]]
+    distance = _number(h.mini.get("Detector_distance"))
+    if len(beam_xy) < 2 or distance is None:
+        raise ImageError(f"{h.path}: Pilatus header lacks Beam_xy or Detector_distance")
+    scan = _mini_scan(h)
+    detector = dls_p12m.detector(thickness, scan.epoch, (beam_xy[0], beam_xy[1]), distance * 1000.0)
+    return detector, Beam(wavelength), dls_p12m.goniometer(h.mini, scan.epoch), scan
+
+
+def shadow_from_header(h: CbfHeader, goniometer: Goniometer) -> ShadowMasker | None:
+    """The format's dynamic goniometer shadow (dxtbx dynamic_shadowing=Auto), if it has one."""
+    if h.mini and dls_p12m.is_p12m(h.mini.get("Detector", "")):
+        return dls_p12m.shadow(goniometer)
+    return None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -176,14 +177,52 @@ class Beam:
         return abs(self.wavelength - other.wavelength) <= tol and _close(self.direction, other.direction, tol)
 
 
+def rotation_matrix(axis: Sequence[float] | np.ndarray, angle_deg: float) -> np.ndarray:
+    """Right-handed rotation matrix about ``axis`` by ``angle_deg`` degrees."""
+    x, y, z = _unit(axis)
+    a = np.radians(angle_deg)
+    c, s, t = np.cos(a), np.sin(a), 1.0 - np.cos(a)
+    return np.array(
+        [
+            [t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+            [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+            [t * x * z - s * y, t * y * z + s * x, t * z * z + c],
+        ]
+    )
+
+
 @dataclass(eq=False)
 class Goniometer:
-    """Rotation axis in the lab frame (the effective scan axis for multi-axis goniometers)."""
+    """Rotation axis in the lab frame (the effective scan axis for multi-axis goniometers).
+
+    A multi-axis goniometer (dxtbx MultiAxisGoniometer) also keeps its ``axes`` (innermost first, at
+    datum), ``angles`` (degrees), ``names`` and ``scan_axis``; see ``Goniometer.multi_axis``."""
 
     rotation_axis: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
+    axes: np.ndarray | None = None
+    angles: np.ndarray | None = None
+    names: list[str] | None = None
+    scan_axis: int = 0
 
     def __post_init__(self) -> None:
         self.rotation_axis = _unit(self.rotation_axis)
+
+    @classmethod
+    def multi_axis(
+        cls, axes: Sequence, angles: Sequence[float], names: Sequence[str], scan_axis: int
+    ) -> Goniometer:
+        """Multi-axis goniometer; the rotation axis is the scan axis moved by the axes outside it."""
+        axes_arr = np.array([_unit(a) for a in axes])
+        angles_arr = np.asarray(angles, dtype=np.float64)
+        setting = np.identity(3)
+        for a, angle in zip(axes_arr[scan_axis + 1 :], angles_arr[scan_axis + 1 :], strict=True):
+            setting = rotation_matrix(a, angle) @ setting
+        return cls(setting @ axes_arr[scan_axis], axes_arr, angles_arr, list(names), int(scan_axis))
+
+    @property
+    def is_multi_axis(self) -> bool:
+        """True for a multi-axis goniometer model."""
+        return self.axes is not None
 
     def is_similar_to(self, other: Goniometer, tol: float = 1e-6) -> bool:
         """Same rotation axis within tol."""
@@ -243,12 +282,33 @@ def _default_reader(path: str) -> np.ndarray:
     return read_raw(path)
 
 
+@runtime_checkable
+class FrameReader(Protocol):
+    """Reads image ``number`` stored at ``path``: a whole (slow, fast) array or one array per panel.
+
+    Readers are pickled to worker processes, so they must open files lazily in each process."""
+
+    def read(self, path: str, number: int) -> np.ndarray | list[np.ndarray]:
+        """Raw pixel data of one image."""
+        ...
+
+
+@runtime_checkable
+class ShadowMasker(Protocol):
+    """Dynamic (scan-angle dependent) mask, e.g. a goniometer shadow (dxtbx ``dynamic_shadowing``)."""
+
+    def mask(self, detector: Detector, scan_angle: float) -> list[np.ndarray]:
+        """One bool array per panel, True = not shadowed, at ``scan_angle`` degrees."""
+        ...
+
+
 @dataclass(eq=False)
 class ImageSequence:
     """An ordered set of images sharing one detector, beam and goniometer: the program's image source.
 
     Rotation data and stills/grid scans (zero oscillation, ``is_still``) both use this class; a
-    still sequence is labelled in 2D (SPEC §3.1)."""
+    still sequence is labelled in 2D (SPEC §3.1). ``reader`` is either a function of the file path
+    (one image per file, e.g. CBF) or a ``FrameReader`` (e.g. HDF5, where many images share a file)."""
 
     paths: list[str]
     image_numbers: list[int]
@@ -257,9 +317,12 @@ class ImageSequence:
     goniometer: Goniometer | None
     scan: Scan
     template: str
-    reader: Callable[[str], np.ndarray] = _default_reader
+    reader: Callable[[str], np.ndarray] | FrameReader = _default_reader
     external_mask: list[np.ndarray] | None = None  # lookup mask, one bool array per panel, True = good
     split_reason: str | None = None  # why this sequence was split off from the previous one, if it was
+    format_mask: list[np.ndarray] | None = None  # the format's static mask (e.g. NeXus pixel_mask == 0)
+    shadow: ShadowMasker | None = None  # dynamic goniometer shadow, applied per image at its angle
+    format_name: str = ""  # what the images are (for logs and experiment files)
     _static: list[np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -304,8 +367,15 @@ class ImageSequence:
 
     def get_raw(self, index: int) -> list[np.ndarray]:
         """One raw array per panel, native dtype (int32 for Pilatus)."""
-        path = self.paths[self._check(index)]
-        return self._split_panels(self.reader(path), path)
+        i = self._check(index)
+        path = self.paths[i]
+        if isinstance(self.reader, FrameReader):
+            data = self.reader.read(path, self.image_numbers[i])
+        else:
+            data = self.reader(path)
+        if isinstance(data, list):
+            return self._check_panels(data, path)
+        return self._split_panels(data, path)
 
     def get_corrected(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Float64 arrays per panel: (raw - pedestal) / gain where dxtbx applies them, else raw."""
@@ -328,24 +398,41 @@ class ImageSequence:
         """Per-panel masks that do not depend on the image: panel rectangles AND the lookup mask."""
         if self._static is None:
             masks = [p.static_mask() for p in self.detector]
-            if self.external_mask is not None:
-                masks = [
-                    m & np.asarray(e, dtype=bool) for m, e in zip(masks, self.external_mask, strict=True)
-                ]
+            for extra in (self.format_mask, self.external_mask):
+                if extra is not None:
+                    masks = [m & np.asarray(e, dtype=bool) for m, e in zip(masks, extra, strict=True)]
             self._static = masks
         return self._static
 
     def get_mask(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Per-panel bool masks (True = valid): static mask AND trusted range on the raw data."""
         raw = self.get_raw(index) if raw is None else raw
-        return [
+        masks = [
             s & p.trusted_mask(r) for s, p, r in zip(self.static_masks(), self.detector, raw, strict=True)
         ]
+        if self.shadow is not None:
+            shadow = self.shadow.mask(self.detector, self.angle(index))
+            masks = [m & s for m, s in zip(masks, shadow, strict=True)]
+        return masks
+
+    def angle(self, index: int) -> float:
+        """Scan angle (degrees) at the start of image ``index``."""
+        return self.scan.angle_at_frame(self.frame(index))
 
     def _check(self, index: int) -> int:
         if not 0 <= index < len(self.paths):
             raise IndexError(f"image index {index} outside 0..{len(self.paths) - 1}")
         return index
+
+    def _check_panels(self, data: list[np.ndarray], path: str) -> list[np.ndarray]:
+        if len(data) != len(self.detector):
+            raise ImageError(f"{path}: {len(data)} panel arrays read, the detector has {len(self.detector)}")
+        for panel, arr in zip(self.detector, data, strict=True):
+            if arr.shape != panel.shape:
+                raise ImageError(
+                    f"{path}: panel {panel.name} is {arr.shape} (slow, fast), expected {panel.shape}"
+                )
+        return data
 
     def _split_panels(self, raw: np.ndarray, path: str) -> list[np.ndarray]:
         if len(self.detector) == 1 and self.detector[0].raw_offset == (0, 0):

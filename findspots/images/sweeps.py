@@ -5,13 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from findspots.images.cbf import ScanInfo, read_models
-from findspots.images.models import STILL_WIDTH, Beam, Detector, Goniometer, ImageSequence, Scan
+from findspots.images import ImageError, other, smv
+from findspots.images.cbf import ScanInfo, _open_binary, models_from_header, read_header, shadow_from_header
+from findspots.images.models import (
+    STILL_WIDTH,
+    Beam,
+    Detector,
+    Goniometer,
+    ImageSequence,
+    Scan,
+    ShadowMasker,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +42,9 @@ class _Image:
     beam: Beam
     goniometer: Goniometer
     scan: ScanInfo
+    shadow: ShadowMasker | None = None
+    reader: Callable[[str], np.ndarray] | None = None  # None: the CBF reader
+    format_name: str = "CBF"
 
 
 def template_and_number(path: str) -> tuple[str, int | None]:
@@ -46,10 +59,29 @@ def template_and_number(path: str) -> tuple[str, int | None]:
     return os.path.join(directory, template), int(m.group(1))
 
 
+def peek(path: str, n: int = 64) -> bytes:
+    """The first ``n`` bytes of a file, decompressed when it is .gz or .bz2."""
+    with _open_binary(path) as fh:
+        try:
+            return fh.read(n)
+        except (OSError, EOFError, ValueError) as e:
+            raise ImageError(f"{path}: corrupt or truncated compressed file ({e})") from e
+
+
 def _read_one(path: str) -> _Image:
     template, number = template_and_number(path)
-    detector, beam, goniometer, scan = read_models(path)
-    return _Image(path, template, 1 if number is None else number, detector, beam, goniometer, scan)
+    number = 1 if number is None else number
+    start = peek(path)
+    if smv.is_smv(start):
+        models = smv.read_models(path)
+        return _Image(path, template, number, *models, reader=smv.read_raw, format_name="SMV (ADSC)")
+    if other.is_other(path, start):
+        models, name = other.read_models(path)
+        return _Image(path, template, number, *models, reader=other.read_raw, format_name=name)
+    header = read_header(path)
+    detector, beam, goniometer, scan = models_from_header(header)
+    shadow = shadow_from_header(header, goniometer)
+    return _Image(path, template, number, detector, beam, goniometer, scan, shadow)
 
 
 def _read_all(paths: list[str]) -> list[_Image]:
@@ -106,6 +138,9 @@ def _make_sequence(group: list[_Image], reason: str | None) -> ImageSequence:
         scan=scan,
         template=first.template,
         split_reason=reason,
+        shadow=first.shadow,
+        format_name=first.format_name,
+        **({"reader": first.reader} if first.reader is not None else {}),
     )
 
 

@@ -55,6 +55,11 @@ def command(images, out: Path, *extra: str) -> list[str]:
     ]
 
 
+def finished_blocks(checkpoint: Path) -> int:
+    """Block files saved so far (temporary files of an interrupted write start with a dot)."""
+    return sum(1 for p in checkpoint.glob("*.npz") if not p.name.startswith("."))
+
+
 def wait_for(predicate, proc, timeout=120.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -72,11 +77,11 @@ def test_sigkill_of_the_whole_run_then_rerun_resumes(tmp_path, shared_data):
     checkpoint = Path(f"{out}.findspots-checkpoint")
     cmd = command(images, out, "chunksize=2", "min_chunksize=1")
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: len(list(checkpoint.glob("*.npz"))) >= 3, proc)
+    wait_for(lambda: finished_blocks(checkpoint) >= 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    saved = len(list(checkpoint.glob("*.npz")))
+    saved = finished_blocks(checkpoint)
     assert 3 <= saved < 30
     rerun = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert f"Resumed {saved} of 30 blocks" in rerun.stdout

@@ -1,0 +1,693 @@
+"""The report's figures: one function per figure, numpy arrays in, a matplotlib Figure out.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global state, no display): saving one
+uses the Agg canvas. :func:`to_png` renders a figure to PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import NullLocator
+
+from findspots.report.data import MIN_SPOTS_FOR_D
+
+# Colour-blind friendly palette (Okabe-Ito), one meaning each, the same in every figure.
+BLUE = "#0072B2"  # spots
+ORANGE = "#E69F00"  # strong pixels
+GREEN = "#009E73"  # resolution
+RED = "#D55E00"  # problems: images without spots, hot pixels
+PURPLE = "#CC79A7"  # strong-pixel limit
+SKY = "#56B4E9"  # ice rings
+GREY = "#666666"
+MASK_RGBA = (0.93, 0.62, 0.0, 0.55)  # masked pixels on the detector view
+
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e4e4e4",
+    "grid.linewidth": 0.6,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "savefig.facecolor": "white",
+}
+
+MAX_SCATTER = 20_000  # spots drawn in the size-intensity scatter
+NICE_D = (50, 20, 10, 8, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7)
+
+
+def _figure(width: float, height: float) -> Figure:
+    # Fixed margins rather than a layout engine: constrained layout doubles the rendering time.
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def _add_axes(fig: Figure, left: float, bottom: float, width: float, height: float, **kwargs):
+    """Axes at a position given in inches from the figure's lower left corner."""
+    fw, fh = fig.get_size_inches()
+    return fig.add_axes((left / fw, bottom / fh, width / fw, height / fh), **kwargs)
+
+
+def styled(function):
+    """Run a figure builder with the report's rcParams (fonts, grid, spines)."""
+
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    wrapper.__wrapped__ = function
+    return wrapper
+
+
+def to_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (Agg)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", metadata={"Software": "findspots"})
+    return buf.getvalue()
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=GREY)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _d_ticks(s_max: float, max_ticks: int = 9) -> list[float]:
+    """Nice d values (Angstrom, descending) in (0, s_max] of 1/d^2, at least s_max / max_ticks apart."""
+    kept: list[float] = []
+    for d in reversed(NICE_D):  # from high resolution down, so the far end is always labelled
+        s = 1 / d**2
+        if s <= s_max * 1.0001 and (not kept or 1 / kept[-1] ** 2 - s >= s_max / max_ticks):
+            kept.append(d)
+    return kept[::-1]
+
+
+# --------------------------------------------------------------------------------------- per-image plot
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) index ranges where ``mask`` is True."""
+    m = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _shade(ax, x: np.ndarray, mask: np.ndarray, half: float, color: str, alpha: float) -> None:
+    """Shade the x ranges of the images where ``mask`` holds (one patch per run of images)."""
+    spans = [(x[a] - half, x[b - 1] - x[a] + 2 * half) for a, b in _runs(mask)]
+    if spans:
+        ax.broken_barh(
+            spans, (0, 1), transform=ax.get_xaxis_transform(), color=color, alpha=alpha, lw=0, zorder=0
+        )
+
+
+def _lines(ax, x: np.ndarray, y: np.ndarray, breaks, **kwargs) -> None:
+    """Plot y(x) as one line per sequence (no line joins the last image of one to the next)."""
+    starts = sorted({0, *(int(np.searchsorted(x, bx)) for bx, _ in breaks)})
+    for a, b in zip(starts, [*starts[1:], len(x)], strict=True):
+        ax.plot(x[a:b], y[a:b], **kwargs)
+        kwargs.pop("label", None)
+
+
+@styled
+def per_image_figure(
+    x: np.ndarray,
+    spots: np.ndarray,
+    strong: np.ndarray,
+    d95: np.ndarray,
+    reliable: np.ndarray,
+    over_limit: np.ndarray,
+    *,
+    strong_limit: float | None = None,
+    d_overall: float | None = None,
+    breaks: Sequence[tuple[float, str]] = (),
+    xlabel: str = "image number",
+    tick_labels: Sequence[int] | None = None,
+) -> Figure:
+    """Spots, strong pixels and the resolution estimate per image, stacked on one x axis.
+
+    ``x``: the image positions; ``d95``: per-image estimate (NaN without spots); ``reliable``: enough
+    spots for it; ``over_limit``: more strong pixels than allowed; ``breaks``: (x, label) where a new
+    sequence starts; ``d_overall``: the estimate from all spots, drawn as a horizontal line;
+    ``tick_labels``: the label of each x position 0, 1, ... (image numbers when x is a running index)."""
+    x = np.asarray(x, dtype=np.float64)
+    spots = np.asarray(spots)
+    strong = np.asarray(strong)
+    d95 = np.asarray(d95, dtype=np.float64)
+    reliable = np.asarray(reliable, dtype=bool)
+    over_limit = np.asarray(over_limit, dtype=bool)
+    none = spots == 0
+    fig = _figure(10, 7.0)
+    left, width = 0.85, 6.95
+    ax1 = _add_axes(fig, left, 4.75, width, 2.1)
+    ax2 = _add_axes(fig, left, 2.6, width, 1.95, sharex=ax1)
+    ax3 = _add_axes(fig, left, 0.55, width, 1.85, sharex=ax1)
+    if not len(x):
+        _empty(ax1, "no images processed")
+        return fig
+    marker = "o" if len(x) <= 120 else None
+    half = 0.5 * (float(np.min(np.diff(x))) if len(x) > 1 else 1.0)
+    for ax in (ax1, ax2, ax3):
+        _shade(ax, x, none, half, RED, 0.12)
+        _shade(ax, x, over_limit, half, PURPLE, 0.22)
+        for bx, _ in breaks[1:]:
+            ax.axvline(bx - half, color=GREY, lw=0.9, ls=":")
+    _lines(ax1, x, spots, breaks, color=BLUE, lw=1.4, marker=marker, ms=3.5, label="spots (by centroid)")
+    if none.any():
+        ax1.plot(
+            x[none],
+            spots[none],
+            ls="none",
+            marker="x",
+            color=RED,
+            ms=7,
+            mew=1.8,
+            clip_on=False,
+            zorder=5,
+            label=f"no spots ({int(none.sum())} image{'s' if none.sum() > 1 else ''})",
+        )
+    ax1.set_ylabel("spots per image")
+    ax1.set_ylim(bottom=0, top=max(1, spots.max()) * 1.12)
+    for bx, label in breaks if len(breaks) > 1 else ():
+        ax1.annotate(
+            label,
+            (bx - half, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -2),
+            textcoords="offset points",
+            va="top",
+            fontsize=7.5,
+            color=GREY,
+        )
+
+    _lines(ax2, x, strong, breaks, color=ORANGE, lw=1.4, marker=marker, ms=3.5, label="strong pixels")
+    if over_limit.any():
+        ax2.plot(
+            x[over_limit],
+            strong[over_limit],
+            ls="none",
+            marker="^",
+            color=PURPLE,
+            ms=7,
+            label="over max_strong_pixel_fraction",
+        )
+    top = max(1, strong.max()) * 1.12
+    if strong_limit is not None:
+        if strong_limit <= 2 * top:
+            ax2.axhline(strong_limit, color=PURPLE, ls="--", lw=1, label=f"limit: {strong_limit:,.0f}")
+            top = max(top, strong_limit * 1.08)
+        else:
+            ax2.plot([], [], color=PURPLE, ls="--", lw=1, label=f"limit: {strong_limit:,.0f}\n(far above)")
+    ax2.set_ylim(bottom=0, top=top)
+    ax2.set_ylabel("strong pixels")
+    for ax in (ax1, ax2):
+        ax.yaxis.set_major_formatter(_thousands())
+
+    has_d = np.isfinite(d95)
+    good = has_d & reliable
+    weak = has_d & ~reliable
+    if has_d.any():
+        # The axis range follows the reliable estimates; others beyond it are drawn at its edge.
+        ref = d95[good] if good.any() else d95[has_d]
+        lo, hi = float(ref.min()), float(ref.max())
+        if d_overall is not None and math.isfinite(d_overall):
+            ax3.axhline(
+                d_overall, color=GREEN, lw=1, ls="--", alpha=0.8, label=f"all spots: {d_overall:.2f} Å"
+            )
+            lo, hi = min(lo, d_overall), max(hi, d_overall)
+        pad = max(0.08 * (hi - lo), 0.04 * hi)
+        y_top, y_bottom = max(lo - pad, 0.0), hi + pad
+        inside = (d95 >= y_top) & (d95 <= y_bottom)
+        if (good & inside).any():
+            ax3.plot(
+                x[good & inside],
+                d95[good & inside],
+                color=GREEN,
+                lw=0,
+                marker="o",
+                ms=4.5,
+                label=f"d95 (≥ {MIN_SPOTS_FOR_D} spots)",
+            )
+        if (weak & inside).any():
+            ax3.plot(
+                x[weak & inside],
+                d95[weak & inside],
+                color=GREEN,
+                lw=0,
+                marker="o",
+                ms=4.5,
+                mfc="white",
+                label=f"d95 (< {MIN_SPOTS_FOR_D} spots)",
+            )
+        below, above = has_d & (d95 > y_bottom), has_d & (d95 < y_top)
+        if below.any() or above.any():
+            ax3.plot(
+                x[below],
+                np.full(below.sum(), y_bottom),
+                ls="none",
+                marker="v",
+                color=GREEN,
+                mfc="white",
+                ms=6,
+                clip_on=False,
+                label="off the scale",
+            )
+            ax3.plot(
+                x[above],
+                np.full(above.sum(), y_top),
+                ls="none",
+                marker="^",
+                color=GREEN,
+                mfc="white",
+                ms=6,
+                clip_on=False,
+            )
+        ax3.set_ylim(y_bottom, y_top)  # inverted: further out (smaller d) is up
+    else:
+        ax3.text(0.5, 0.5, "no spots", transform=ax3.transAxes, ha="center", va="center", color=GREY)
+    ax3.set_ylabel("d95 (Å), up = further out")
+    ax3.set_xlabel(xlabel)
+    for ax in (ax1, ax2):
+        ax.tick_params(labelbottom=False)
+    for ax in (ax1, ax2, ax3):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=1.6)
+    if len(x) <= 30 and not breaks[1:]:
+        ax3.set_xticks(x)
+    if tick_labels is not None:
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        numbers = list(tick_labels)
+        ax3.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))
+        ax3.xaxis.set_major_formatter(
+            FuncFormatter(lambda v, _: str(numbers[int(v)]) if v == int(v) and 0 <= v < len(numbers) else "")
+        )
+    ax3.set_xlim(x.min() - half, x.max() + half)
+    return fig
+
+
+# ----------------------------------------------------------------------------------- spots vs resolution
+
+
+@styled
+def resolution_figure(
+    d: np.ndarray,
+    *,
+    d_detector: float,
+    ice_rings: Sequence[float] = (),
+    ice_width: float = 0.002,
+    d95: float | None = None,
+    bins: int | None = None,
+) -> Figure:
+    """Spot count against resolution on a 1/d^2 axis (equal widths: equal areas), ice rings shaded."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[np.isfinite(d) & (d > 0)]
+    fig = _figure(10, 3.7)
+    ax = _add_axes(fig, 0.85, 0.55, 6.95, 2.6)
+    ax.set_axisbelow(True)
+    s_max = 1.0 / d_detector**2 if math.isfinite(d_detector) and d_detector > 0 else 0.0
+    if d.size:
+        s_max = max(s_max, float((1 / d**2).max()))
+    if s_max <= 0:
+        _empty(ax, "no spots")
+        return fig
+    s = 1.0 / d**2
+    n_bins = bins or int(np.clip(2 * math.sqrt(max(d.size, 1)), 20, 120))
+    edges = np.linspace(0, s_max, n_bins + 1)
+    counts, _ = np.histogram(s, edges)
+    ice_rings = np.asarray(ice_rings, dtype=np.float64)
+    shown_rings = [r for r in ice_rings if 1 / r**2 <= s_max]
+    for ring in shown_rings:
+        c = 1 / ring**2
+        ax.axvspan(c - ice_width / 2, c + ice_width / 2, color=SKY, alpha=0.55, lw=0, zorder=3)
+    ax.stairs(counts, edges, fill=True, color=BLUE, alpha=0.8, label="spots", zorder=1)
+    ax.stairs(counts, edges, color=BLUE, lw=1, zorder=1.1)
+    if d95 is not None and math.isfinite(d95):
+        ax.axvline(1 / d95**2, color=GREEN, ls="--", lw=1.4, label=f"d95 of all spots: {d95:.2f} Å", zorder=2)
+    ax.axvline(s_max, color=GREY, lw=1, ls=":", label=f"detector corner: {d_detector:.2f} Å")
+    ax.set_xlim(0, s_max * 1.015)
+    ax.set_ylim(0, max(1, counts.max()) * 1.15)
+    ticks = _d_ticks(s_max, 10)
+    ax.set_xticks([1 / t**2 for t in ticks], [f"{t:g}" for t in ticks])
+    ax.set_xlabel("resolution d (Å), on a 1/d² scale")
+    ax.set_ylabel("spots per shell")
+    top = ax.secondary_xaxis("top")
+    top.set_xlabel("1/d² (Å⁻²)")
+    handles, labels = ax.get_legend_handles_labels()
+    if shown_rings:
+        handles.append(Patch(color=SKY, alpha=0.7))
+        labels.append(f"ice rings ({shown_rings[0]:.2f}–{shown_rings[-1]:.2f} Å)")
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=1.6)
+    if not d.size:
+        ax.text(0.5, 0.5, "no spots", transform=ax.transAxes, ha="center", va="center", color=GREY)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------- histograms
+
+
+def _log_edges(values: np.ndarray, n: int = 40) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.array([lo / 1.5, hi * 1.5])
+    return np.logspace(math.log10(lo), math.log10(hi), n + 1) * np.r_[0.999, np.ones(n - 1), 1.001]
+
+
+def _integer_edges(values: np.ndarray, max_bins: int = 40) -> tuple[np.ndarray, bool]:
+    """Bin edges at half-integers and whether they are log-spaced (above ``max_bins`` distinct values)."""
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo + 1 <= max_bins:
+        return np.arange(lo, hi + 2) - 0.5, False
+    edges = np.unique(np.round(np.logspace(math.log10(max(lo, 1)), math.log10(hi + 1), max_bins + 1)))
+    return edges - 0.5, True
+
+
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}")
+
+
+def _plain_log_axis(axis) -> None:
+    """Log axis labelled 1, 2, 5, 10, 20, 50, ... instead of powers of ten with minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
+@styled
+def histograms_figure(
+    intensity: np.ndarray,
+    n_signal: np.ndarray,
+    n_images: np.ndarray,
+    *,
+    hot: np.ndarray | None = None,
+) -> Figure:
+    """Spot intensity, size (pixels) and images spanned histograms, and size against intensity.
+
+    ``hot``: indices of spots that look like hot pixels (highlighted in the scatter)."""
+    intensity = np.asarray(intensity, dtype=np.float64)
+    n_signal = np.asarray(n_signal)
+    n_images = np.asarray(n_images)
+    fig = _figure(10, 6.6)
+    a1 = _add_axes(fig, 0.75, 3.85, 3.9, 2.4)
+    a2 = _add_axes(fig, 5.55, 3.85, 3.9, 2.4)
+    a3 = _add_axes(fig, 0.75, 0.55, 3.9, 2.4)
+    a4 = _add_axes(fig, 5.55, 0.55, 3.5, 2.4)
+    if not intensity.size:
+        for ax in (a1, a2, a3, a4):
+            _empty(ax, "no spots")
+        return fig
+    bars = {"color": BLUE, "alpha": 0.85, "edgecolor": "white", "linewidth": 0.4}
+    positive = intensity > 0
+    if positive.any():
+        a1.hist(intensity[positive], bins=_log_edges(intensity[positive]), **bars)
+        a1.set_xscale("log")
+        a1.minorticks_off()  # (minor ticks on log axes cost a third of this figure's rendering)
+    n_bad = int((~positive).sum())
+    if n_bad:
+        a1.text(
+            0.98,
+            0.95,
+            f"{n_bad} spot(s) with I ≤ 0 not shown",
+            transform=a1.transAxes,
+            ha="right",
+            va="top",
+            color=GREY,
+            fontsize=8,
+        )
+    a1.set_xlabel("summed intensity (counts)")
+    a1.set_ylabel("spots")
+    a1.set_title("Spot intensity", loc="left")
+
+    edges, log_bins = _integer_edges(n_signal)
+    a2.hist(n_signal, bins=edges, **bars)
+    if log_bins:
+        a2.set_xscale("log")
+        _plain_log_axis(a2.xaxis)
+    a2.set_xlabel("pixels in the spot (n_signal)")
+    a2.set_ylabel("spots")
+    a2.set_title("Spot size", loc="left")
+
+    edges, log_bins = _integer_edges(n_images)
+    a3.hist(n_images, bins=edges, **bars)
+    if log_bins:
+        a3.set_xscale("log")
+        _plain_log_axis(a3.xaxis)
+    elif n_images.max() - n_images.min() < 20:
+        a3.set_xticks(np.arange(n_images.min(), n_images.max() + 1))
+    a3.set_xlabel("images spanned (bounding box z extent)")
+    a3.set_ylabel("spots")
+    a3.set_title("Images per spot", loc="left")
+
+    hot_mask = np.zeros(intensity.size, bool)
+    if hot is not None and len(hot):
+        hot_mask[np.asarray(hot, dtype=np.int64)] = True
+    ok = positive & ~hot_mask
+    n_ok = int(ok.sum())
+    if n_ok > MAX_SCATTER:  # a random subset keeps the figure fast and readable for huge runs
+        keep = np.random.default_rng(0).choice(np.flatnonzero(ok), MAX_SCATTER, replace=False)
+        ok = np.zeros_like(ok)
+        ok[keep] = True
+    size = float(np.clip(3000 / max(ok.sum(), 1), 2, 14))
+    sc = a4.scatter(
+        n_signal[ok],
+        intensity[ok],
+        c=n_images[ok],
+        s=size,
+        cmap="viridis",
+        alpha=0.8,
+        lw=0,
+        vmin=n_images.min(),
+        vmax=max(n_images.max(), n_images.min() + 1),
+        rasterized=True,
+    )
+    if (hot_mask & positive).any():
+        sel = hot_mask & positive
+        a4.scatter(
+            n_signal[sel],
+            intensity[sel],
+            marker="s",
+            s=26,
+            facecolors="none",
+            edgecolors=RED,
+            lw=1.3,
+            label="possible hot pixel",
+        )
+        a4.legend(loc="lower right")
+    if positive.any():
+        a4.set_yscale("log")
+        a4.set_xscale("log")
+        _plain_log_axis(a4.xaxis)
+        a4.yaxis.set_minor_locator(NullLocator())
+    cax = _add_axes(fig, 9.15, 0.55, 0.12, 2.4)
+    fig.colorbar(sc, cax=cax, label="images spanned")
+    a4.set_xlabel("pixels in the spot")
+    a4.set_ylabel("summed intensity")
+    subset = f" ({MAX_SCATTER:,} of {n_ok:,} spots)" if n_ok > MAX_SCATTER else ""
+    a4.set_title(f"Size against intensity{subset}", loc="left")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ detector
+
+
+@dataclass
+class Inset:
+    """A zoomed crop around one spot: ``crop``/``valid`` cover pixels [x0, x0+w) x [y0, y0+h)."""
+
+    label: str
+    title: str
+    crop: np.ndarray
+    valid: np.ndarray
+    x0: int
+    y0: int
+    centroid: tuple[float, float]
+    bbox: tuple[int, int, int, int]  # x0, x1, y0, y1
+
+
+def block_reduce(image: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block maximum of the valid pixels (NaN where a block has none) and the valid fraction per block."""
+    if factor <= 1:
+        return np.where(valid, image, np.nan).astype(np.float64), valid.astype(np.float64)
+    h, w = image.shape
+    H, W = -(-h // factor), -(-w // factor)
+    padded = np.full((H * factor, W * factor), -np.inf, dtype=np.float32)
+    padded[:h, :w] = image
+    padded[:h, :w][~valid] = -np.inf
+    blocks = padded.reshape(H, factor, W, factor).max(axis=(1, 3)).astype(np.float64)
+    blocks[np.isneginf(blocks)] = np.nan
+    vpad = np.zeros((H * factor, W * factor), np.uint8)
+    vpad[:h, :w] = valid
+    frac = vpad.reshape(H, factor, W, factor).sum(axis=(1, 3), dtype=np.int32) / float(factor * factor)
+    # blocks cut by the image edge: the fraction of the pixels that exist
+    frac[-1, :] *= factor / (h - (H - 1) * factor)
+    frac[:, -1] *= factor / (w - (W - 1) * factor)
+    return blocks, np.minimum(frac, 1.0)
+
+
+def display_range(log_values: np.ndarray) -> tuple[float, float]:
+    """(vmin, vmax) of the log10(counts + 1) display: background light grey, spots black.
+
+    vmin is the 2nd percentile; vmax the 99.9th percentile but at least 1.3 decades above vmin, so a
+    low-background image is not stretched until its noise looks like spots."""
+    finite = log_values[np.isfinite(log_values)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = np.quantile(finite, [0.02, 0.999])
+    return float(lo), float(max(hi, lo + 1.3))
+
+
+@styled
+def detector_figure(
+    image: np.ndarray,
+    valid: np.ndarray,
+    *,
+    spots_xy: np.ndarray | None = None,
+    hot_xy: np.ndarray | None = None,
+    insets: Sequence[Inset] = (),
+    beam_xy: tuple[float, float] | None = None,
+    resolution_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    title: str = "",
+    width_px: int = 1000,
+) -> Figure:
+    """The image, log-scaled (dark = strong), masked pixels shaded, spot centroids circled, zoom insets.
+
+    ``image``/``valid``: the whole detector (panels in their raw layout), True = usable pixel;
+    ``resolution_grid``: (x, y, d) sampling of the d-spacing for labelled resolution rings."""
+    h, w = image.shape
+    insets = list(insets)[:5]
+    fig_w = width_px / 100
+    left, right, top, bottom = 0.7, 1.0, 0.35, 0.5
+    aw = fig_w - left - right
+    ah = aw * h / w
+    if ah > 11:  # very tall detectors: keep the page readable
+        ah = 11.0
+        aw = ah * w / h
+    inset_size = (fig_w - 0.8) / 5 - 0.2
+    inset_block = inset_size + 0.75 if insets else 0.0
+    fig_h = top + ah + bottom + inset_block
+    fig = _figure(fig_w, fig_h)
+    ax = _add_axes(fig, left, inset_block + bottom, aw, ah)
+    ax.grid(False)
+    factor = max(1, math.ceil(max(w / (aw * 100), h / (ah * 100))))
+    small, frac = block_reduce(image, valid, factor)
+    shown = np.log10(np.clip(small, 0, None) + 1.0)
+    vmin, vmax = display_range(shown)
+    extent = (0, small.shape[1] * factor, small.shape[0] * factor, 0)
+    im = ax.imshow(shown, cmap=_greys(), vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
+    shade = np.zeros((*frac.shape, 4))
+    shade[frac < 0.5] = MASK_RGBA
+    ax.imshow(shade, extent=extent, interpolation="nearest")
+    if resolution_grid is not None:
+        gx, gy, gd = resolution_grid
+        if np.isfinite(gd).any():
+            d_lo, d_hi = float(np.nanmin(gd)), float(np.nanmax(gd))
+            levels = sorted(lv for lv in _d_ticks(1 / d_lo**2, max_ticks=6) if d_lo < lv < d_hi)
+            if levels:
+                cs = ax.contour(gx, gy, gd, levels=levels, colors=GREEN, linewidths=0.9, linestyles="--")
+                ax.clabel(cs, fmt=lambda v: f"{v:g} Å", fontsize=8, inline_spacing=2)
+    spots_xy = np.zeros((0, 2)) if spots_xy is None else np.asarray(spots_xy, dtype=np.float64).reshape(-1, 2)
+    if len(spots_xy):
+        size = float(np.clip(4000 / max(len(spots_xy), 1), 16, 120))
+        ax.scatter(
+            spots_xy[:, 0],
+            spots_xy[:, 1],
+            s=size,
+            facecolors="none",
+            edgecolors=BLUE,
+            linewidths=1.2 if size > 40 else 0.7,
+        )
+    hot_xy = np.zeros((0, 2)) if hot_xy is None else np.asarray(hot_xy, dtype=np.float64).reshape(-1, 2)
+    if len(hot_xy):
+        ax.scatter(hot_xy[:, 0], hot_xy[:, 1], s=90, marker="s", facecolors="none", edgecolors=RED, lw=1.4)
+    if beam_xy is not None and 0 <= beam_xy[0] <= w and 0 <= beam_xy[1] <= h:
+        ax.plot(*beam_xy, marker="+", color=RED, ms=14, mew=1.6)
+    for inset in insets:
+        near_top = inset.centroid[1] < 0.04 * h  # keep the label inside the image
+        ax.annotate(
+            inset.label,
+            inset.centroid,
+            xytext=(7, -16 if near_top else 7),
+            textcoords="offset points",
+            color="white",
+            fontsize=9,
+            fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.15", "fc": BLUE, "ec": "none", "alpha": 0.9},
+        )
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_xlabel("fast (pixels)")
+    ax.set_ylabel("slow (pixels)")
+    if title:
+        ax.set_title(title, loc="left")
+    handles = [
+        Line2D([], [], ls="none", marker="o", mfc="none", mec=BLUE, ms=9, label="spot centroid"),
+        Patch(color=MASK_RGBA, label="masked"),
+    ]
+    if resolution_grid is not None:
+        handles.append(Line2D([], [], color=GREEN, ls="--", label="resolution (d)"))
+    if beam_xy is not None:
+        handles.append(Line2D([], [], ls="none", marker="+", color=RED, ms=10, mew=1.5, label="beam centre"))
+    if len(hot_xy):
+        handles.append(
+            Line2D([], [], ls="none", marker="s", mfc="none", mec=RED, ms=8, label="possible hot pixel")
+        )
+    ax.legend(handles=handles, loc="upper right", frameon=True, framealpha=0.9, fontsize=8)
+    cax = _add_axes(fig, left + aw + 0.15, inset_block + bottom + 0.2 * ah, 0.14, 0.6 * ah)
+    fig.colorbar(im, cax=cax, label="log10(counts + 1)")
+    gap = (fig_w - 0.8 - 5 * inset_size) / 4
+    for i, inset in enumerate(insets):
+        a = _add_axes(fig, 0.4 + i * (inset_size + gap), 0.1, inset_size, inset_size)
+        _draw_inset(a, inset)
+    return fig
+
+
+def _greys():
+    from matplotlib import colormaps
+
+    return colormaps["Greys"].with_extremes(bad=(1, 1, 1, 0))
+
+
+def _draw_inset(ax, inset: Inset) -> None:
+    from matplotlib.colors import PowerNorm
+
+    crop = np.where(inset.valid, inset.crop, np.nan)
+    finite = crop[np.isfinite(crop)]
+    lo = float(np.median(finite)) if finite.size else 0.0
+    hi = float(finite.max()) if finite.size else 1.0
+    ch, cw = crop.shape
+    extent = (inset.x0, inset.x0 + cw, inset.y0 + ch, inset.y0)
+    norm = PowerNorm(0.5, vmin=lo, vmax=max(hi, lo + 1), clip=True)
+    ax.imshow(crop, cmap=_greys(), norm=norm, extent=extent, interpolation="nearest")
+    shade = np.zeros((ch, cw, 4))
+    shade[~inset.valid] = MASK_RGBA
+    ax.imshow(shade, extent=extent, interpolation="nearest")
+    bx0, bx1, by0, by1 = inset.bbox
+    ax.add_patch(Rectangle((bx0, by0), bx1 - bx0, by1 - by0, fill=False, ec=BLUE, lw=1.3))
+    ax.plot(*inset.centroid, marker="+", color=RED, ms=10, mew=1.6)
+    ax.set_title(f"{inset.label}: {inset.title}", fontsize=8, loc="left")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color("#999999")

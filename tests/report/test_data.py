@@ -1,0 +1,162 @@
+"""The numbers behind the report: geometry helpers, spot assignment, resolution estimates, checks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from findspots.report.data import (
+    ReportData,
+    analyse,
+    beam_centre,
+    d_spacing,
+    experiment_sequences,
+    ice_ring_d_spacings,
+    image_counts,
+    percentile_d,
+)
+
+from .conftest import spots_per_image
+
+
+def test_ice_rings_of_hexagonal_ice():
+    # d of the allowed reflections of ice Ih (P6_3/mmc, a = 4.498, c = 7.338) down to 1.7 A
+    expected = [3.895, 3.669, 3.441, 2.671, 2.249, 2.072, 1.948, 1.918, 1.883, 1.835, 1.720]
+    assert ice_ring_d_spacings(1.7) == pytest.approx(expected, abs=1e-3)
+    # 001 and 111 are absent (two equal indices among h, k, i with l odd); 002 and 112 are present
+    d = ice_ring_d_spacings(1.0)
+    assert not np.isclose(d, 7.338, atol=1e-3).any()
+    assert np.isclose(d, 3.669, atol=1e-3).any()
+
+
+def test_d_spacing_matches_the_panel_resolution_map(lcyst_sequences):
+    seq = lcyst_sequences[0]
+    panel, beam = seq.detector[0], seq.beam
+    full = panel.resolution(beam.wavelength, beam.s0)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, panel.image_size[0], 200)
+    y = rng.integers(0, panel.image_size[1], 200)
+    d = d_spacing(panel, beam.wavelength, beam.s0, x + 0.5, y + 0.5)
+    np.testing.assert_allclose(d, full[y, x], rtol=1e-9)
+
+
+def test_beam_centre_is_where_d_is_largest(lcyst_sequences):
+    seq = lcyst_sequences[0]
+    panel, beam = seq.detector[0], seq.beam
+    bx, by = beam_centre(panel, beam.s0)
+    full = panel.resolution(beam.wavelength, beam.s0)
+    j, i = np.unravel_index(np.argmax(full), full.shape)
+    assert abs(bx - (i + 0.5)) <= 1 and abs(by - (j + 0.5)) <= 1
+    assert d_spacing(panel, beam.wavelength, beam.s0, bx, by) > 1e6
+
+
+def test_percentile_d():
+    assert percentile_d(np.array([])) is None
+    d = np.array([4.0, 3.0, 2.0, 1.5, 1.0])
+    s = np.quantile(1 / d**2, 0.95)
+    assert percentile_d(d) == pytest.approx(1 / np.sqrt(s))
+    assert percentile_d(np.array([2.0])) == pytest.approx(2.0)
+
+
+class _Sequence:
+    def __init__(self, n: int, still: bool):
+        self.n, self.is_still = n, still
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def test_experiment_ids_follow_the_pipeline():
+    # one id per rotation sequence, one per image of a still sequence
+    assert experiment_sequences([_Sequence(5, False), _Sequence(3, True), _Sequence(4, False)]) == [
+        0,
+        1,
+        1,
+        1,
+        2,
+    ]
+
+
+def test_image_counts_from_pipeline_results():
+    per_sequence = [
+        [SimpleNamespace(frame=0, count=10), SimpleNamespace(frame=1, count=12)],
+        [SimpleNamespace(frame=4, count=3)],
+    ]
+    assert image_counts(per_sequence) == [(0, 1, 10), (0, 2, 12), (1, 5, 3)]
+
+
+def test_analysis_agrees_with_the_table(lcyst_data, lcyst_table):
+    a = analyse(lcyst_data)
+    n = len(lcyst_table["id"])
+    assert a.n_spots == n == 53
+    assert sum(r.spots for r in a.rows) == n
+    expected = spots_per_image(lcyst_table)
+    assert {r.image: r.spots for r in a.rows} == {i: expected.get(i, 0) for i in range(1, 16)}
+    assert [r.strong for r in a.rows] == [c for _, _, c in lcyst_data.images]
+    assert [r.image for r in a.rows if r.spots == 0] == [3, 11]
+    # per-spot d from the geometry; the per-image and overall estimates from those
+    seq = lcyst_data.sequences[0]
+    xyz = np.asarray(lcyst_table["xyzobs.px.value"])
+    d = d_spacing(seq.detector[0], seq.beam.wavelength, seq.beam.s0, xyz[:, 0], xyz[:, 1])
+    np.testing.assert_allclose(a.d, d)
+    assert a.d95 == pytest.approx(percentile_d(d))
+    on14 = np.floor(xyz[:, 2]).astype(int) + 1 == 14
+    row14 = next(r for r in a.rows if r.image == 14)
+    assert row14.d95 == pytest.approx(percentile_d(d[on14]))
+    assert a.best_image == (0, 14)  # 8 spots, the most
+    assert a.sequences[0].spots == n and a.sequences[0].strong == sum(c for _, _, c in lcyst_data.images)
+    # 0.25 of a Pilatus 2M is far above any image's count
+    assert a.sequences[0].strong_limit == int(np.ceil(0.25 * 1475 * 1679))
+    assert not any(r.over_limit for r in a.rows)
+    assert a.hot == [] and a.ice == []
+
+
+def test_over_limit_and_hot_pixel_flags(lcyst_sequences, lcyst_table):
+    table = {k: np.array(v) for k, v in lcyst_table.items() if k != "shoebox"}
+    # a 1-pixel spot present on all 15 images: a hot pixel
+    table["bbox"] = np.vstack([table["bbox"], [[700, 701, 500, 501, 0, 15]]]).astype(np.int32)
+    table["xyzobs.px.value"] = np.vstack([table["xyzobs.px.value"], [[700.5, 500.5, 7.5]]])
+    for name, value in (("id", 0), ("panel", 0), ("n_signal", 15), ("intensity.sum.value", 3e5)):
+        table[name] = np.append(table[name], value)
+    images = [(0, i, 40) for i in range(1, 16)]
+    images[4] = (0, 5, 10**6)
+    data = ReportData(table=table, sequences=lcyst_sequences, images=images, max_strong_fraction=0.25)
+    a = analyse(data)
+    assert [r.image for r in a.rows if r.over_limit] == [5]
+    assert a.hot == [len(table["id"]) - 1]
+    data.max_strong_fraction = None
+    assert not any(r.over_limit for r in analyse(data).rows)
+
+
+def test_ice_ring_excess_is_reported(lcyst_sequences):
+    # 40 spots on the 3.669 A ring and a few elsewhere
+    seq = lcyst_sequences[0]
+    panel, beam = seq.detector[0], seq.beam
+    full = panel.resolution(beam.wavelength, beam.s0)
+    ys, xs = np.nonzero(np.abs(full - 3.669) < 0.002)
+    pick = np.linspace(0, len(xs) - 1, 40).astype(int)
+    other_y, other_x = np.nonzero(np.abs(full - 2.9) < 0.01)
+    pick2 = np.linspace(0, len(other_x) - 1, 5).astype(int)
+    x = np.r_[xs[pick], other_x[pick2]] + 0.5
+    y = np.r_[ys[pick], other_y[pick2]] + 0.5
+    n = len(x)
+    table = {
+        "xyzobs.px.value": np.c_[x, y, np.full(n, 0.5)],
+        "bbox": np.c_[x - 1, x + 1, y - 1, y + 1, np.zeros(n), np.ones(n)].astype(np.int32),
+        "id": np.zeros(n, np.int32),
+        "panel": np.zeros(n, np.uint64),
+        "n_signal": np.full(n, 4),
+        "intensity.sum.value": np.full(n, 100.0),
+    }
+    a = analyse(ReportData(table=table, sequences=lcyst_sequences, images=[(0, 1, 200)]))
+    assert [round(ring, 3) for ring, _, _ in a.ice] == [3.669]
+    assert a.ice[0][1] == 40
+
+
+def test_empty_table(lcyst_sequences):
+    data = ReportData(table={}, sequences=lcyst_sequences, images=[(0, i, 0) for i in range(1, 16)])
+    a = analyse(data)
+    assert a.n_spots == 0 and a.d95 is None and all(r.spots == 0 and r.d95 is None for r in a.rows)
+    assert a.best_image == (0, 1)
