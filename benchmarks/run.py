@@ -196,6 +196,7 @@ def report(runs: list[dict], meta: dict) -> str:
         f"- machine: {meta['cpus']} CPU cores ({meta['cpu_model']}), {meta['mem_gb']:.0f} GB RAM, "
         f"Python {meta['python']}; {meta['rounds']} rounds, programs alternating; medians shown",
         f"- date: {meta['date']}",
+        f"- findspots extra parameters: `{meta.get('findspots_args') or 'none (defaults, incl. the HTML report)'}`",
         "",
         "## Wall time",
         "",
@@ -270,8 +271,8 @@ def report(runs: list[dict], meta: dict) -> str:
                 continue
             ds = sorted({r["spots"] for r in d})
             fs = sorted({r["spots"] for r in f})
-            dp = sorted({r["strong_pixels"] for r in d})
-            fp = sorted({r["strong_pixels"] for r in f})
+            dp = sorted({r["strong_pixels"] if r.get("strong_pixels") is not None else -1 for r in d})
+            fp = sorted({r["strong_pixels"] if r.get("strong_pixels") is not None else -1 for r in f})
             diff = f[-1].get("xyz_diff")
             same = "✅" if ds == fs and dp == fp else "❌"
             lines.append(
@@ -279,16 +280,20 @@ def report(runs: list[dict], meta: dict) -> str:
                 f"{'/'.join(map(str, dp))} | {'/'.join(map(str, fp))} | "
                 f"{'-' if diff is None else f'{diff:.2g}'} |"
             )
+    sources = sorted({r.get("source") for r in runs if r.get("source")})
+    if len(sources) > 1:
+        lines += ["", f"**Note: findspots' source changed during the benchmark** ({', '.join(sources)}; "
+                  "see the `source` column)."]
     lines += ["", "## All runs", "",
               "`others' CPU`: CPU seconds the rest of the machine used during the run (interference; the "
               "machine is shared). Each run started once the machine was idle (or after `--max-wait` seconds).",
               "", "| round | program | algorithm | nproc | wall s | CPU s | others' CPU s | parent GB | "
-              "worker GB | tree PSS GB | spots |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "worker GB | tree PSS GB | spots | source |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(
             f"| {r['round']} | {r['program']} | {r['algorithm']} | {r['nproc']} | {r['wall_s']:.2f} | "
             f"{r['cpu_s']:.1f} | {r.get('others_cpu_s', 0.0):.1f} | {_gb(r['parent_rss_peak'])} | "
-            f"{_gb(r['worker_rss_peak'])} | {_gb(r['tree_pss_peak'])} | {r['spots']} |"
+            f"{_gb(r['worker_rss_peak'])} | {_gb(r['tree_pss_peak'])} | {r['spots']} | {r.get('source', '')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -316,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm-up", action="store_true")
     ap.add_argument("--max-wait", type=float, default=180.0,
                     help="before each run, wait up to this many seconds for an idle machine (0: never wait)")
+    ap.add_argument("--findspots-args", default="",
+                    help="extra findspots parameters, space separated (e.g. 'output.report=None')")
     ap.add_argument("--from-json", help="only re-render the report of an earlier run's .json")
     args = ap.parse_args(argv)
     if args.from_json:
@@ -339,10 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         cpus=os.cpu_count(), cpu_model=_cpu_model(),
         mem_gb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         python=platform.python_version(), rounds=args.rounds, date=time.strftime("%Y-%m-%d %H:%M"),
+        findspots_args=args.findspots_args,
     )
     print(f"{meta['sweep']}: DIALS {meta['dials_version']}, findspots {meta['findspots_version']}", flush=True)
     if not args.no_warm_up:
         warm_up(paths, expt, workdir)
+    out = Path(args.out) if args.out else HERE / "results" / f"run_{spec.name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial.json")  # saved after every run, in case the benchmark dies
     runs = []
     xyz_of: dict[tuple, np.ndarray | None] = {}
     for rnd in range(args.rounds):
@@ -350,14 +361,17 @@ def main(argv: list[str] | None = None) -> int:
             for n in nprocs:
                 order = programs if rnd % 2 == 0 else programs[::-1]
                 for prog in order:
-                    res, summary = run_program(prog, alg, n, paths, expt, workdir, wait=args.max_wait)
+                    extra = args.findspots_args.split() if prog == "findspots" else None
+                    res, summary = run_program(prog, alg, n, paths, expt, workdir, extra, wait=args.max_wait)
                     xyz_of[(prog, alg, n)] = summary.pop("xyz")
                     row = dict(round=rnd + 1, program=prog, algorithm=alg, nproc=n, **summary,
                                **res.as_dict())
                     row["cpu_s"] = res.user_s + res.sys_s
+                    row["source"] = source_hash()  # findspots may be edited while this runs
                     if prog == "findspots":
                         row["xyz_diff"] = _xyz_diff(xyz_of.get(("dials", alg, n)), xyz_of[(prog, alg, n)])
                     runs.append(row)
+                    partial.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
                     print(f"round {rnd + 1} {prog:9s} {alg:19s} nproc={n}: {res.wall_s:6.1f} s "
                           f"cpu {row['cpu_s']:6.1f} s parent {_gb(res.parent_rss_peak)} GB "
                           f"worker {_gb(res.worker_rss_peak)} GB tree PSS {_gb(res.tree_pss_peak)} GB, "
@@ -367,11 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             r["xyz_diff"] = _xyz_diff(xyz_of.get(("dials", r["algorithm"], r["nproc"])),
                                       xyz_of.get(("findspots", r["algorithm"], r["nproc"])))
     shutil.rmtree(workdir, ignore_errors=True)
-    text = report(runs, meta)
-    out = Path(args.out) if args.out else HERE / "results" / f"run_{spec.name}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
+    partial.unlink(missing_ok=True)
+    text = report(runs, meta)
+    out.write_text(text)
     print()
     print(text)
     print(f"written to {out} (and .json)")

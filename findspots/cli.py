@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from findspots import __version__
@@ -36,6 +37,36 @@ options:
 """
 
 
+def _write_report(params, args, table: dict, rows, sequences: list, timings: dict) -> None:
+    """The HTML report and PNG plots (``output.report``, ``output.plots``); failures only warn."""
+    out = params.output
+    if not out.report and not out.plots:
+        return
+    try:
+        from findspots.report import ReportData, build_figures, image_counts, write_plots, write_report
+
+        data = ReportData(
+            table=table,
+            sequences=sequences,
+            images=image_counts(rows.images),
+            max_strong_fraction=params.spotfinder.filter.max_strong_pixel_fraction,
+            counts=rows.counts,
+            modified_parameters=args.modified,
+            inputs=list(args.data_args),
+            timings=timings,
+        )
+        figures = build_figures(data)
+        if out.report:
+            write_report(data, out.report, figures=figures)
+            log.info("Report written to %s", out.report)
+        if out.plots:
+            write_plots(data, out.plots, figures=figures)
+            log.info("Plots written to %s", out.plots)
+    except Exception as err:  # the spots are written; a report problem must not fail the run
+        log.debug("report failed", exc_info=True)
+        log.warning("Could not write the report: %s", err)
+
+
 def _log_per_image_statistics(table: dict, experiments: list, sequences: list) -> None:
     """The per-image table of each experiment (``per_image_statistics=True``)."""
 
@@ -59,8 +90,62 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that workers and cluster jobs are shut down."""
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
+# The stop signal received (None: none yet), how many arrived, and whether run() has returned.
+_stop = {"signum": None, "count": 0, "exiting": False}
+
+
+def _on_signal(signum, frame) -> None:
+    """SIGTERM/SIGINT: the first one raises (Terminated/KeyboardInterrupt) in the main thread; a second
+    one lets the shutdown of workers and cluster jobs finish; a third ends the process at once."""
+    _stop["count"] += 1
+    if _stop["signum"] is None and not _stop["exiting"]:
+        _stop["signum"] = signum
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+    if _stop["count"] >= 3:
+        os._exit(128 + signum)
+    if not _stop["exiting"]:
+        os.write(2, b"findspots: stopping: shutting down workers (a third signal exits at once)\n")
+
+
+_on_sigterm = _on_signal  # the name main() used to install
+
+
+def _raise_if_stopped() -> None:
+    """Raise again a stop signal whose exception was swallowed (e.g. raised inside a library's
+    finaliser), so that a stopped run never writes results."""
+    if _stop["signum"] is not None:
+        raise KeyboardInterrupt() if _stop["signum"] == signal.SIGINT else Terminated()
+
+
+def _stopped(err: BaseException) -> int:
+    code = 143 if isinstance(err, Terminated) else 130
+    print(
+        f"findspots: stopped by {'SIGTERM' if code == 143 else 'SIGINT'}; finished blocks are kept, "
+        "rerun the same command to resume",
+        file=sys.stderr,
+    )
+    return code
+
+
+# What to do, for messages of other modules that say what is wrong but not what to do.
+_HINTS = (
+    (lambda m: m.endswith(": no such file"), "check the path (and that its disk is mounted)"),
+    (
+        lambda m: m.startswith(("Unknown parameter", "Ambiguous parameter")),
+        "'findspots -c -e 3' lists every parameter",
+    ),
+    (
+        lambda m: "corrupt or truncated compressed file" in m and m.endswith(")"),
+        "copy the file again from its source, or leave it out of the command",
+    ),
+)
+
+
+def _with_hint(message: str) -> str:
+    for applies, hint in _HINTS:
+        if applies(message):
+            return f"{message}; {hint}"
+    return message
 
 
 def _fail(message: str, code: int, verbosity: int) -> int:
@@ -70,26 +155,123 @@ def _fail(message: str, code: int, verbosity: int) -> int:
         import traceback
 
         traceback.print_exc()
-    print(f"findspots: error: {message}", file=sys.stderr)
+    print(f"findspots: error: {_with_hint(message)}", file=sys.stderr)
     return code
 
 
-def _check_writable(path: str) -> None:
-    """Fail before reading any image when the output cannot be written."""
-    directory = Path(path).resolve().parent
+def _check_writable(path: str, parameter: str = "output.reflections") -> None:
+    """Fail before reading any image when ``path`` cannot be written (atomically: a temporary file
+    beside it, then a rename), trying it for real so that read-only mounts are caught even as root."""
+    target = Path(path)
+    directory = target.resolve().parent
     if not directory.is_dir():
-        raise FindSpotsError(f"output.reflections={path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise FindSpotsError(f"output.reflections={path}: directory {directory} is not writable")
+        raise FindSpotsError(
+            f"{parameter}={path}: directory {directory} does not exist; create it or choose another path"
+        )
+    if target.is_dir():
+        raise FindSpotsError(f"{parameter}={path}: is a directory; give a file name")
+    if target.exists() and not target.is_file():
+        raise FindSpotsError(f"{parameter}={path}: is not a regular file; give a file name")
+    probe = directory / f".{target.name}.{os.getpid()}.probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as err:
+        raise FindSpotsError(
+            f"{parameter}={path}: cannot write in {directory} ({err.strerror}); choose a writable place"
+        ) from None
+
+
+def _check_outputs(params) -> None:
+    """Every file the run will write can be written (before any image is read)."""
+    _check_writable(params.output.reflections)
+    sf = params.spotfinder
+    if sf.write_hot_mask:
+        _check_writable(f"{sf.hot_mask_prefix}_0.npy", "spotfinder.hot_mask_prefix")
+
+
+def _sizes(sequence) -> str:
+    return ", ".join(f"{w} x {h}" for w, h in (p.image_size for p in sequence.detector))
+
+
+def _check_sweep_sizes(sequences: list) -> None:
+    """Consecutive images of one template (one sweep) must have one size: an image of another size
+    is a wrong or damaged file, which would otherwise silently cut the sweep in three."""
+    from findspots.images import ImageError
+
+    for prev, seq in zip(sequences, sequences[1:], strict=False):
+        same_sweep = seq.template == prev.template and seq.image_numbers[0] == prev.image_numbers[-1] + 1
+        if same_sweep and _sizes(seq) != _sizes(prev):
+            raise ImageError(
+                f"{seq.paths[0]}: image {seq.image_numbers[0]} is {_sizes(seq)} pixels but images "
+                f"{prev.image_numbers[0]}..{prev.image_numbers[-1]} of its sweep are {_sizes(prev)}; "
+                "remove or replace the files that do not belong to the sweep"
+            )
+
+
+def _geometry_users(params) -> list[str]:
+    """The parameters set that need the experiment geometry (wavelength, detector position)."""
+    sf = params.spotfinder
+    f = sf.filter
+    users = {
+        f"spotfinder.filter.d_min={f.d_min}": f.d_min is not None,
+        f"spotfinder.filter.d_max={f.d_max}": f.d_max is not None,
+        "spotfinder.filter.resolution_range": bool(f.resolution_range),
+        "spotfinder.filter.ice_rings.filter=True": f.ice_rings.filter,
+        "spotfinder.threshold.algorithm=radial_profile": sf.threshold.algorithm == "radial_profile",
+        "per_image_statistics=True": params.per_image_statistics,
+    }
+    return [name for name, used in users.items() if used]
+
+
+def _geometry_problem(sequence) -> str | None:
+    """What makes no sense in a sequence's geometry (from its image headers), or None."""
+    import numpy as np
+
+    wavelength = sequence.beam.wavelength
+    if not wavelength > 0:
+        return f"wavelength {wavelength:g} A"
+    towards = -np.asarray(sequence.beam.direction, float)  # the beam's direction of travel
+    for k, panel in enumerate(sequence.detector):
+        where = f"panel {k} " if len(sequence.detector) > 1 else ""
+        if not min(panel.pixel_size) > 0:
+            return f"{where}pixel size {panel.pixel_size[0]:g} x {panel.pixel_size[1]:g} mm"
+        normal = np.cross(panel.fast_axis, panel.slow_axis)
+        normal /= np.linalg.norm(normal)
+        distance = float(np.dot(panel.origin, normal))
+        facing = float(np.dot(towards, normal))
+        if abs(distance) < 1e-6:
+            return f"{where}detector distance 0 mm"
+        if abs(facing) > 0.5 and distance * facing < 0:  # a panel facing the beam lies behind the sample
+            return f"{where}detector distance {-abs(distance):.2f} mm"
+    return None
+
+
+def _check_geometry(sequences: list, params) -> None:
+    """Header geometry that makes no sense is an error where the parameters need the geometry."""
+    from findspots.images import ImageError
+
+    users = _geometry_users(params)
+    if not users:
+        return
+    for seq in sequences:
+        problem = _geometry_problem(seq)
+        if problem:
+            raise ImageError(
+                f"{seq.paths[0]}: the image header gives {problem}, which makes no sense, and {users[0]} "
+                "needs the geometry; correct the header, or run without that parameter"
+            )
 
 
 def run(argv: list[str]) -> int:
     """Run findspots on command-line arguments; returns the exit status."""
     from findspots.batch.checkpoint import Checkpoints
+    from findspots.batch.clusters.base import cluster_workdir
     from findspots.histogram import spot_histogram
     from findspots.images import ImageError
+    from findspots.images.expt import write_experiments
     from findspots.images.inputs import load_inputs
-    from findspots.logs import setup
+    from findspots.logs import finish, setup
     from findspots.parameters import format_config, parse_arguments
     from findspots.phil import PhilError
     from findspots.pipeline import check_parameters, find_spots
@@ -99,7 +281,7 @@ def run(argv: list[str]) -> int:
     try:
         args = parse_arguments(argv)
     except PhilError as err:
-        print(f"findspots: error: {err}", file=sys.stderr)
+        print(f"findspots: error: {_with_hint(str(err))}", file=sys.stderr)
         return 2
     verbosity = args.verbosity
     if args.show_config:
@@ -111,6 +293,13 @@ def run(argv: list[str]) -> int:
         return 0 if args.help else 2
     params = args.params
     out = params.output
+    new_checkpoints = None  # the checkpoint folder when this run created it
+
+    def bad_input(message: str, code: int) -> int:
+        if new_checkpoints is not None:  # nothing of a failed run is left behind, older runs' blocks are
+            new_checkpoints.remove()
+        return _fail(message, code, verbosity)
+
     try:
         setup(verbosity, out.log, out.debug_log)
         log.info("findspots %s", __version__)
@@ -118,59 +307,73 @@ def run(argv: list[str]) -> int:
             log.warning(warning)
         if args.modified:
             log.info("The following parameters have been modified:\n\n%s", args.modified)
-        _check_writable(out.reflections)
+        _check_outputs(params)
         check_parameters(params)
         started = time.perf_counter()
         sequences = load_inputs(args.data_args)
+        _check_sweep_sizes(sequences)
+        _check_geometry(sequences, params)
         checkpoints = Checkpoints(Path(f"{out.reflections}.findspots-checkpoint"))
-        rows = find_spots(sequences, params, checkpoints)
+        if not checkpoints.folder.exists():
+            new_checkpoints = checkpoints
+        rows = find_spots(sequences, params, checkpoints, cluster_workdir(out.reflections))
+        _raise_if_stopped()
         for s in range(len(rows.images)):
             log.info("\nHistogram of per-image spot count for imageset %d:", s)
             log.info(spot_histogram(rows.z_of_sequence(s)))
         log.info("\n%s", "-" * 80)
-        if not len(rows):
-            log.warning("No reflections found; %s not written", out.reflections)
-            checkpoints.remove()
-            return 0
-        table = rows.table()
+        found = time.perf_counter()
+        table = rows.table() if len(rows) else {}
         if not out.shoeboxes:
             table.pop("shoebox", None)
-        write_reflections(out.reflections, table)
-        log.info("Saved %d reflections to %s", len(rows), out.reflections)
+        models = out.experiments or out.datablock
+        identifiers = [str(uuid.uuid4()) for _ in rows.experiments] if models else []
+        if table:
+            write_reflections(out.reflections, table, dict(enumerate(identifiers)))
+            log.info("Saved %d reflections to %s", len(rows), out.reflections)
+        else:
+            log.warning("No reflections found; %s not written", out.reflections)
+        if models:
+            write_experiments(models, sequences, identifiers=identifiers)
+            log.info("Saved %d experiment(s) to %s", len(identifiers), models)
         checkpoints.remove()
-        if params.per_image_statistics:
+        rows.count("written", len(rows))
+        timings = {"spot finding": found - started, "writing": time.perf_counter() - found}
+        _write_report(params, args, table, rows, sequences, timings)
+        if params.per_image_statistics and table:
             _log_per_image_statistics(table, rows.experiments, sequences)
         log.debug("Time taken: %.2f s", time.perf_counter() - started)
         return 0
     except FindSpotsError as err:
-        return _fail(str(err), err.exit_code, verbosity)
+        return bad_input(str(err), err.exit_code)
     except PhilError as err:
-        return _fail(str(err), 2, verbosity)
+        return bad_input(str(err), 2)
     except ImageError as err:
-        return _fail(str(err), 1, verbosity)
+        return bad_input(str(err), 1)
     except (KeyboardInterrupt, Terminated) as err:
-        code = 143 if isinstance(err, Terminated) else 130
-        print(
-            f"findspots: stopped by {'SIGTERM' if code == 143 else 'SIGINT'}; finished blocks are kept, "
-            "rerun the same command to resume",
-            file=sys.stderr,
-        )
-        return code
+        return _stopped(err)
     except Exception as err:  # a bug: still one line for the user, the traceback in the debug log
         return _fail(
             f"internal error ({type(err).__name__}: {err}); details in {out.debug_log}", 1, verbosity
         )
+    finally:
+        finish()
 
 
 def main() -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _stop.update(signum=None, count=0, exiting=False)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         code = run(sys.argv[1:])
+        _stop["exiting"] = True  # from here on a signal no longer interrupts the exit
         sys.stdout.flush()
     except BrokenPipeError:  # output piped into e.g. head: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    except (KeyboardInterrupt, Terminated) as err:  # during start-up or the final report of run()
+        code = _stopped(err)
     sys.exit(code)
 
 

@@ -1,8 +1,14 @@
-"""Logging set-up: terminal, the plain log file and the debug log, DIALS style."""
+"""Logging set-up: terminal, the plain log file and the debug log, DIALS style.
+
+The log files are written under a temporary name beside the final one (``findspots.log.<pid>.partial``)
+and renamed onto it by :func:`finish` when the run ends, whatever the outcome: a run killed outright
+leaves the previous run's log in place and its own partial log beside it.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from findspots.errors import FindSpotsError
@@ -23,6 +29,7 @@ def setup(verbosity: int, log_file: str | None = None, debug_file: str | None = 
 
     verbosity 0 prints warnings only, 1 (default) information, 2+ debug messages.
     """
+    finish()  # a previous run in this process
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -46,11 +53,51 @@ def setup(verbosity: int, log_file: str | None = None, debug_file: str | None = 
     return logger
 
 
+class _AtomicFileHandler(logging.FileHandler):
+    """A log file written under a temporary name; :meth:`publish` renames it onto the final name."""
+
+    def __init__(self, path: str):
+        self.final = os.path.abspath(path)
+        directory, name = os.path.split(self.final)
+        self.published = False
+        super().__init__(os.path.join(directory, f"{name}.{os.getpid()}.partial"), mode="w")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.published:  # e.g. a library logging during interpreter shutdown, after finish()
+            super().emit(record)
+
+    def publish(self) -> None:
+        self.published = True
+        self.close()
+        if os.path.exists(self.baseFilename):
+            os.replace(self.baseFilename, self.final)
+
+
 def _file_handler(parameter: str, path: str) -> logging.FileHandler:
+    if os.path.isdir(path):
+        raise FindSpotsError(f"{parameter}={path}: is a directory; give a file name")
     try:
-        return logging.FileHandler(path, mode="w")
+        return _AtomicFileHandler(path)
     except OSError as err:
-        raise FindSpotsError(f"{parameter}={path}: cannot write the log file ({err.strerror})") from None
+        raise FindSpotsError(
+            f"{parameter}={path}: cannot write the log file ({err.strerror}); choose a writable place"
+        ) from None
+
+
+def finish() -> None:
+    """Close the log files and rename each onto its final name (the end of a run, failed or not)."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        if isinstance(handler, _AtomicFileHandler):
+            logger.removeHandler(handler)
+            try:
+                handler.publish()
+            except OSError as err:
+                print(
+                    f"findspots: warning: log {handler.baseFilename} not renamed to {handler.final} "
+                    f"({err.strerror})",
+                    file=sys.stderr,
+                )
 
 
 def capture_library_logs(name: str) -> None:

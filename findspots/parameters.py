@@ -170,8 +170,33 @@ def _expand_data(arg: str) -> list[str]:
         return [arg]
     matches = sorted(glob.glob(arg))
     if not matches:
-        raise ArgumentError(f"No files match: {arg}")
+        raise ArgumentError(f"No files match: {arg}; check the directory and the pattern")
     return matches
+
+
+# The parameters whose code understands Auto. PHIL (as libtbx's) accepts Auto for any parameter;
+# anywhere else it would reach the spot finder as a value it cannot use (d_min=Auto crashed it).
+AUTO_ALLOWED = frozenset(
+    {
+        "verbosity",
+        "spotfinder.filter.min_spot_size",
+        "spotfinder.mp.nproc",
+        "spotfinder.mp.chunksize",
+        "spotfinder.threshold.dispersion.global_threshold",
+    }
+)
+
+
+def _check_auto(values: Any, path: str = "") -> None:
+    """ArgumentError for Auto given to a parameter without an automatic value."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            _check_auto(value, f"{path}.{key}" if path else key)
+    elif isinstance(values, list):
+        for value in values:
+            _check_auto(value, path)
+    elif values is phil.Auto and path not in AUTO_ALLOWED:
+        raise ArgumentError(f"{path}=Auto: this parameter has no automatic value; give a value or None")
 
 
 def _base_verbosity(value: Any) -> int:
@@ -196,6 +221,7 @@ def parse_arguments(argv: list[str]) -> ParsedArguments:
     if not (opts.show_config or show_help):
         data_args = _apply_items(working, opts.items, warnings)
     params = working.extract()
+    _check_auto(phil.to_dict(params))
     return ParsedArguments(
         params=params,
         data_args=data_args,
@@ -220,7 +246,7 @@ def _apply_items(working: phil.Scope, items: list[tuple[str, str]], warnings: li
                 warnings.append(warning)
         elif kind == "phil" or arg.lower().endswith(PHIL_EXTENSIONS):
             if kind == "arg" and not os.path.isfile(arg):
-                raise ArgumentError(f"Parameter file not found: {arg}")
+                raise ArgumentError(f"Parameter file not found: {arg}; check the path")
             working.apply_phil(*_read_phil_file(arg))
         else:
             data_args.extend(_expand_data(arg))

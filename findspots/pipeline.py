@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +53,10 @@ class SpotRows:
     images: list[list[ImageStrong]] = field(default_factory=list)  # per sequence
     experiments: list[Experiment] = field(default_factory=list)
     hot_masks: list[str] = field(default_factory=list)  # files written, per sequence
+    counts: dict[str, int] = field(default_factory=dict)  # spots at each filtering step, all ranges
+
+    def count(self, step: str, n: int) -> None:
+        self.counts[step] = self.counts.get(step, 0) + n
 
     def add(self, name: str, value) -> None:
         self.columns.setdefault(name, []).append(value)
@@ -131,14 +136,10 @@ def _check_unsupported(params) -> None:
     sf = params.spotfinder
     checks = {
         "spotfinder.filter.use_trusted_range=False": not sf.filter.use_trusted_range,
-        "output.datablock": params.output.datablock,
-        "output.experiments": params.output.experiments,
     }
     for what, set_ in checks.items():
         if set_:
             raise NotYetSupported(what)
-    if sf.mp.method not in (None, "none"):
-        raise NotYetSupported(f"spotfinder.mp.method={sf.mp.method}")
 
 
 def check_parameters(params) -> None:
@@ -192,10 +193,13 @@ def _log_plan(plan: Plan, method: str) -> None:
     )
 
 
-def find_spots(sequences: list, params, checkpoints: Checkpoints | None = None) -> SpotRows:
+def find_spots(
+    sequences: list, params, checkpoints: Checkpoints | None = None, cluster_dir: Path | None = None
+) -> SpotRows:
     """Find spots in every sequence, in order; returns the assembled rows.
 
-    ``checkpoints`` (optional) stores finished blocks so that a rerun resumes.
+    ``checkpoints`` (optional) stores finished blocks so that a rerun resumes; ``cluster_dir`` is
+    where cluster jobs keep their logs and temporary credentials.
     """
     check_parameters(params)
     sf = params.spotfinder
@@ -218,7 +222,7 @@ def find_spots(sequences: list, params, checkpoints: Checkpoints | None = None) 
         for seq in [sequences[e.sequence_index]]
     ]
     rejected = rejected_frames(sf.exclude_images, sf.exclude_images_multiple, images_of)
-    with Executors(mp.method) as executors:
+    with Executors(mp, cluster_dir) as executors:
         for s, seq in enumerate(sequences):
             log.info("%s\nFinding strong spots in imageset %d\n%s", RULE, s, RULE)
             members = [e for e, x in enumerate(rows.experiments) if x.sequence_index == s]
@@ -339,11 +343,15 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
     log.info("\nExtracted %d spots", spots.n_extracted)
     log.info("Removed %d spots with size < %d pixels", spots.n_small, limits.min_size)
     n_kept = sum(len(c) for c in spots.panels)
+    rows.count("extracted", spots.n_extracted)
+    rows.count(f"size < {limits.min_size} px removed", spots.n_small)
+    rows.count(f"size > {limits.max_size} px removed", spots.n_large)
     log.info("Removed %d spots with size > %d pixels", spots.n_large, limits.max_size)
     measures = [measure(c, *finder.panel_shapes[p]) for p, c in enumerate(spots.panels)]
     log.info("Calculated %d spot centroids", n_kept)
     log.info("Calculated %d spot intensities", n_kept)
     keeps = _filter_chain(seq, measures, filter_params)
+    rows.count("removed by the filter chain", n_kept - sum(int(k.sum()) for k in keeps))
     for p, (comps, m, keep) in enumerate(zip(spots.panels, measures, keeps, strict=True)):
         width, height = finder.panel_shapes[p]
         comps = comps.select(keep)

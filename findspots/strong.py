@@ -76,7 +76,9 @@ class StrongFinder:
         seq = self.sequence
         frame = seq.frame(index)
         raw = seq.get_raw(index)
-        data = seq.get_corrected(index, raw)
+        # uncorrected integer counts go to the threshold as they are (exact and faster there)
+        exact_raw = not any(seq.corrections()) and all(r.dtype.kind in "iu" for r in raw)
+        data = raw if exact_raw else seq.get_corrected(index, raw)
         result = ImageStrong(frame=frame, count=0)
         backgrounds = []
         masks = seq.get_mask(index, raw)
@@ -88,7 +90,7 @@ class StrongFinder:
                 strong = self._threshold(d, mask, p)
             idx = np.flatnonzero(strong)
             result.idx.append(idx.astype(np.int64))
-            result.values.append(d.ravel()[idx])
+            result.values.append(d.ravel()[idx].astype(np.float64))
             result.count += idx.size
             if self.compute_mean_background:
                 background = mask & ~strong

@@ -15,3 +15,9 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _run_in_a_scratch_folder(tmp_path, monkeypatch):
+    """Each test runs in its own folder, so files written by default (logs, report) stay out of the repo."""
+    monkeypatch.chdir(tmp_path)

@@ -94,3 +94,34 @@ def test_min_local_out_of_range_is_an_error(min_local):
 def test_min_local_zero_means_full_kernel():
     assert min_count((3, 3), 0) == 49
     assert min_count((2, 1), -5) == 15
+
+
+def _both_paths(image, mask, value_test, gain, min_count=2, kernel=(3, 3)):
+    from findspots.threshold.dispersion import _dispersion_kernel, _sliding_dispersion, _stat_mask
+
+    use = _stat_mask(image, mask)
+    outs = []
+    for fn in (_dispersion_kernel, _sliding_dispersion):
+        out = np.empty(image.shape, bool)
+        fn(image, mask, use, kernel[0], kernel[1], 6.0, 3.0, min_count, 0.0, gain, value_test, out)
+        outs.append(out)
+    return outs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sliding_window_path_equals_summed_area_table_on_integer_images(seed):
+    rng = np.random.default_rng(seed)
+    image = rng.poisson(rng.uniform(0.5, 20), size=(57, 83)).astype(float)
+    image[rng.random(image.shape) < 0.01] = rng.integers(100, 5000)
+    image[3, 7] = 2.0**24  # above the statistics cutoff
+    mask = rng.random(image.shape) > 0.05
+    for value_test in (True, False):
+        for gain in (0.0, 1.3):
+            for min_count, kernel in ((2, (3, 3)), (49, (3, 3)), (3, (1, 4))):
+                sat, sliding = _both_paths(image, mask, value_test, gain, min_count, kernel)
+                np.testing.assert_array_equal(sat, sliding)
+    # and the public functions pick the sliding path for these images with identical results
+    from findspots.threshold.dispersion import _integer_valued
+
+    assert _integer_valued(image) and not _integer_valued(image + 0.5)
+    assert dispersion_extended(image, mask).sum() > 0

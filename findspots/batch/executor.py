@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("findspots")
@@ -94,26 +95,55 @@ def local_dask_executor(nproc: int) -> DaskExecutor:
     return DaskExecutor(cluster)
 
 
-def make_executor(method: str, nproc: int, njobs: int) -> Executor:
+class ClusterExecutor(DaskExecutor):
+    """A dask executor over batch-job workers: cancels every job when closed."""
+
+    def __init__(self, method: str, nproc: int, njobs: int, mp, workdir: Path):
+        from findspots.batch.clusters import backend
+        from findspots.logs import capture_library_logs
+
+        capture_library_logs("distributed")
+        capture_library_logs("dask_jobqueue")
+        self.backend = backend(method)
+        self.workdir = workdir
+        cluster = self.backend.start(nproc, njobs, mp, workdir)
+        try:
+            super().__init__(cluster)
+            self.backend.wait_for_workers(self.client, cluster, mp.worker_timeout or 300, workdir)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        # dask-jobqueue cancels (qdel/scancel/...) the worker jobs; it deletes the temporary TLS
+        # files itself when the cluster object goes away
+        if getattr(self, "client", None) is not None:
+            self.client.close()
+        self.cluster.close()
+
+
+def make_executor(mp, nproc: int, njobs: int, workdir: Path | None) -> Executor:
     """The executor for ``mp.method``/``nproc``/``njobs``."""
+    method = mp.method
     if method in (None, "none"):
         return InProcessExecutor() if nproc <= 1 else local_dask_executor(nproc)
-    from findspots.errors import NotYetSupported
-
-    raise NotYetSupported(f"spotfinder.mp.method={method}")
+    if workdir is None:
+        raise ValueError("a cluster executor needs a working folder")
+    return ClusterExecutor(method, nproc, njobs, mp, workdir)
 
 
 class Executors:
     """The executors of one run, started on first use and shared by its scan ranges."""
 
-    def __init__(self, method: str):
-        self.method = method
+    def __init__(self, mp, workdir: Path | None = None):
+        self.mp = mp
+        self.workdir = workdir
         self._started: dict[tuple[int, int], Executor] = {}
 
     def get(self, nproc: int, njobs: int) -> Executor:
         key = (nproc, njobs)
         if key not in self._started:
-            self._started[key] = make_executor(self.method, nproc, njobs)
+            self._started[key] = make_executor(self.mp, nproc, njobs, self.workdir)
         return self._started[key]
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Image input: experiment models, CBF reading and grouping of files into sequences."""
+"""Image input: experiment models, format readers (CBF, HDF5/NeXus, SMV, experiment files), sequences."""
 
 
 class ImageError(Exception):
@@ -7,6 +7,8 @@ class ImageError(Exception):
 
 # The submodules import ImageError from here, so it must exist before they load.
 from findspots.images.cbf import read_models, read_raw  # noqa: E402
+from findspots.images.expt import read_experiments, write_experiments  # noqa: E402
+from findspots.images.inputs import load_inputs  # noqa: E402
 from findspots.images.models import (  # noqa: E402
     Beam,
     Detector,
@@ -26,6 +28,9 @@ __all__ = [
     "Panel",
     "Scan",
     "group_images",
+    "load_inputs",
     "read_models",
+    "read_experiments",
     "read_raw",
+    "write_experiments",
 ]

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO
 
+import numba
 import numpy as np
 
 from findspots.images import ImageError, dls_p12m
@@ -54,6 +55,9 @@ EIGER_MODULES = (((1030, 514), (10, 37)), ((1028, 512), (12, 38)))  # (module, g
 
 # Format-class quirks keyed by detector serial number: lab rotation axis for vertical goniometers.
 ROTATION_AXIS_BY_SERIAL = {"60-0119": (0.0, 1.0, 0.0)}  # DLS I24 PILATUS3 6M
+
+# What to do about a damaged image, appended to the errors that say which file and what is wrong.
+_DAMAGED = "copy the file again from its source, or leave it out of the command"
 
 _ELEMENT_TYPES = {
     "signed 32-bit integer": np.int32,
@@ -100,12 +104,13 @@ class CbfHeader:
     @property
     def shape(self) -> tuple[int, int]:
         """(slow, fast) array shape from X-Binary-Size-Second/Fastest-Dimension."""
-        try:
-            return int(self.mime["x-binary-size-second-dimension"]), int(
-                self.mime["x-binary-size-fastest-dimension"]
-            )
-        except (KeyError, ValueError) as e:
-            raise ImageError(f"{self.path}: CBF binary header has no valid image dimensions") from e
+        dims = (
+            self.mime.get("x-binary-size-second-dimension", ""),
+            self.mime.get("x-binary-size-fastest-dimension", ""),
+        )
+        if not all(d.isdigit() and d.isascii() and int(d) > 0 for d in dims):
+            raise ImageError(f"{self.path}: CBF binary header has no valid image dimensions; {_DAMAGED}")
+        return int(dims[0]), int(dims[1])
 
 
 # ---------------------------------------------------------------------------------------------- I/O
@@ -138,7 +143,7 @@ def _read_all(path: str) -> bytes:
         try:
             return fh.read()
         except (OSError, EOFError, zlib.error, ValueError) as e:
-            raise ImageError(f"{path}: corrupt or truncated compressed file ({e})") from e
+            raise ImageError(f"{path}: corrupt or truncated compressed file ({e}); {_DAMAGED}") from e
 
 
 def read_header_bytes(path: str) -> bytes:
@@ -157,7 +162,7 @@ def read_header_bytes(path: str) -> bytes:
                 if i >= 0 and buf.find(BINARY_START, i) >= 0:
                     break
         except (OSError, EOFError, zlib.error, ValueError) as e:
-            raise ImageError(f"{path}: corrupt or truncated compressed file ({e})") from e
+            raise ImageError(f"{path}: corrupt or truncated compressed file ({e}); {_DAMAGED}") from e
     end = buf.find(BINARY_START, max(buf.find(BINARY_SECTION), 0))
     _check_is_cbf(path, bytes(buf[:64]), buf.find(BINARY_SECTION) >= 0 and end >= 0)
     return bytes(buf[:end])
@@ -167,7 +172,7 @@ def _check_is_cbf(path: str, start: bytes, has_binary: bool) -> None:
     if not (start.startswith(b"###CBF") or start.lstrip().startswith(b"data_")):
         raise ImageError(f"{path}: not a CBF file")
     if not has_binary:
-        raise ImageError(f"{path}: CBF has no binary data section (truncated or not an image)")
+        raise ImageError(f"{path}: CBF has no binary data section (truncated or not an image); {_DAMAGED}")
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -295,31 +300,131 @@ def read_raw(path: str) -> np.ndarray:
     _check_is_cbf(path, data[:64], data.find(BINARY_SECTION) >= 0 and start >= 0)
     header = parse_header(path, data[:start])
     shape = header.shape
+    _check_element_count(header, shape)
     binary = _binary_section(header, data, start + len(BINARY_START))
+    if header.byte_offset and shape[0] * shape[1] > len(binary):  # each pixel takes at least one byte
+        raise ImageError(
+            f"{path}: corrupt CBF: {len(binary)} bytes of data cannot hold {shape[1]} x {shape[0]} pixels; "
+            f"{_DAMAGED}"
+        )
     try:
         arr = _decode(header, data, binary, shape)
     except ImageError:
         raise
     except Exception as e:  # fabio raises many types (AssertionError, ValueError, ...)
-        raise ImageError(f"{path}: cannot decode CBF data ({type(e).__name__}: {e})") from e
+        raise ImageError(f"{path}: cannot decode CBF data ({type(e).__name__}: {e}); {_DAMAGED}") from e
     return _checked_array(header, arr, shape)
 
 
 def _decode(header: CbfHeader, data: bytes, binary: bytes, shape: tuple[int, int]) -> np.ndarray:
-    from fabio import compression  # imported here: fabio is slow to import
-
     if header.byte_offset:
-        dtype = (
-            "int32"
-            if header.mime.get("x-binary-element-type", "").lower().endswith("32-bit integer")
-            else None
-        )
-        return np.asarray(compression.decByteOffset(binary, size=shape[0] * shape[1], dtype=dtype or "int64"))
-    from fabio.cbfimage import CbfImage
+        return decode_byte_offset(binary, shape[0] * shape[1], _element_dtype(header), header.path, shape)
+    from fabio.cbfimage import CbfImage  # other compressions (rare): fabio; imported here, it is slow
 
     img = CbfImage()
     img.read(io.BytesIO(data))
     return np.asarray(img.data).ravel()
+
+
+def _element_dtype(header: CbfHeader) -> np.dtype:
+    """The pixel type of X-Binary-Element-Type (signed 32-bit when absent, as CBFlib assumes)."""
+    text = " ".join(header.mime.get("x-binary-element-type", "signed 32-bit integer").lower().split())
+    dtype = _ELEMENT_TYPES.get(text)
+    if dtype is None:
+        raise ImageError(
+            f"{header.path}: unsupported CBF element type {text!r} (8, 16 and 32-bit integers are read)"
+        )
+    return np.dtype(dtype)
+
+
+# Byte-offset decoding (CBF spec, x-CBF_BYTE_OFFSET): each pixel is the previous one plus a delta stored
+# in 1 byte; the byte -128 (0x80) announces a 2-byte delta, whose value -32768 announces a 4-byte delta,
+# whose value -2**31 announces an 8-byte one (all little-endian, two's complement). A damaged stream is
+# reported, never decoded into plausible garbage: a stream that ends before the last pixel, an escape
+# cut short, or a running value outside the pixel type all fail.
+_BO_OK, _BO_SHORT, _BO_CUT, _BO_RANGE = 0, 1, 2, 3
+
+
+@numba.njit(cache=True, nogil=True)
+def _byte_offset_kernel(buf, out, lo, hi):  # pragma: no cover - compiled
+    """Decode into ``out``; returns (status, pixel index, byte position) as in the codes above."""
+    m = buf.size
+    pos = 0
+    value = np.int64(0)
+    for i in range(out.size):
+        if pos >= m:
+            return _BO_SHORT, i, pos
+        d = np.int64(buf[pos])
+        pos += 1
+        if d >= 128:
+            d -= 256
+        if d == -128:
+            if pos + 2 > m:
+                return _BO_CUT, i, pos
+            d = np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8)
+            pos += 2
+            if d >= 32768:
+                d -= 65536
+            if d == -32768:
+                if pos + 4 > m:
+                    return _BO_CUT, i, pos
+                d = np.int64(0)
+                for k in range(4):
+                    d |= np.int64(buf[pos + k]) << (8 * k)
+                pos += 4
+                if d >= 2147483648:
+                    d -= 4294967296
+                if d == -2147483648:
+                    if pos + 8 > m:
+                        return _BO_CUT, i, pos
+                    low = np.int64(0)
+                    high = np.int64(0)
+                    for k in range(4):
+                        low |= np.int64(buf[pos + k]) << (8 * k)
+                        high |= np.int64(buf[pos + 4 + k]) << (8 * k)
+                    pos += 8
+                    if high >= 2147483648:
+                        high -= 4294967296
+                    # |value| <= 2**32, so a delta that would leave the pixel range is caught here
+                    # before the sum could overflow.
+                    if high > 1 or high < -2:
+                        return _BO_RANGE, i, pos
+                    d = high * 4294967296 + low
+        if d > hi - value or d < lo - value:
+            return _BO_RANGE, i, pos
+        value += d
+        out[i] = value
+    return _BO_OK, out.size, pos
+
+
+def decode_byte_offset(
+    stream: bytes, count: int, dtype: np.dtype, path: str = "<stream>", shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """``count`` pixels of type ``dtype`` from a byte-offset stream; ImageError for a damaged stream.
+
+    Bytes after the last pixel are ignored (without X-Binary-Size the stream runs to the file's end)."""
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    out = np.empty(count, dtype)
+    buf = np.frombuffer(stream, np.uint8)
+    status, i, pos = _byte_offset_kernel(buf, out, np.int64(info.min), np.int64(info.max))
+    if status == _BO_SHORT:
+        says = f"{shape[1]} x {shape[0]}" if shape else f"{count} pixels"
+        raise ImageError(
+            f"{path}: corrupt CBF: decoded {i} pixels, header says {says} (the byte-offset data ends early); "
+            f"{_DAMAGED}"
+        )
+    if status == _BO_CUT:
+        raise ImageError(
+            f"{path}: corrupt CBF: the byte-offset data is cut short inside pixel {i} (byte {pos}); "
+            f"{_DAMAGED}"
+        )
+    if status == _BO_RANGE:
+        raise ImageError(
+            f"{path}: corrupt CBF: pixel {i} of the byte-offset data leaves the {dtype} range "
+            f"(byte {pos}); {_DAMAGED}"
+        )
+    return out
 
 
 def _binary_section(header: CbfHeader, data: bytes, offset: int) -> bytes:
@@ -329,23 +434,32 @@ def _binary_section(header: CbfHeader, data: bytes, offset: int) -> bytes:
         return data[offset:]
     available = len(data) - offset
     if available < int(size):
-        raise ImageError(f"{header.path}: truncated CBF: binary section has {available} of {int(size)} bytes")
+        raise ImageError(
+            f"{header.path}: truncated CBF: binary section has {available} of {int(size)} bytes; {_DAMAGED}"
+        )
     binary = data[offset : offset + int(size)]
     md5 = header.mime.get("content-md5")
     if md5 and base64.b64encode(hashlib.md5(binary).digest()).decode() != md5:
-        raise ImageError(f"{header.path}: corrupt CBF: binary data does not match its Content-MD5")
+        raise ImageError(
+            f"{header.path}: corrupt CBF: binary data does not match its Content-MD5; {_DAMAGED}"
+        )
     return binary
 
 
-def _checked_array(header: CbfHeader, arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _check_element_count(header: CbfHeader, shape: tuple[int, int]) -> None:
     n = header.mime.get("x-binary-number-of-elements")
     if n is not None and n.isdigit() and int(n) != shape[0] * shape[1]:
         raise ImageError(
-            f"{header.path}: CBF header element count {n} does not match dimensions {shape[1]} x {shape[0]}"
+            f"{header.path}: CBF header element count {n} does not match dimensions {shape[1]} x {shape[0]}; "
+            f"{_DAMAGED}"
         )
+
+
+def _checked_array(header: CbfHeader, arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if arr.size != shape[0] * shape[1]:
         raise ImageError(
-            f"{header.path}: corrupt CBF: decoded {arr.size} pixels, header says {shape[1]} x {shape[0]}"
+            f"{header.path}: corrupt CBF: decoded {arr.size} pixels, header says {shape[1]} x {shape[0]}; "
+            f"{_DAMAGED}"
         )
     arr = arr.reshape(shape)
     dtype = _ELEMENT_TYPES.get(header.mime.get("x-binary-element-type", "").lower())
@@ -357,11 +471,19 @@ def _checked_array(header: CbfHeader, arr: np.ndarray, shape: tuple[int, int]) -
 # ------------------------------------------------------------------------------------------- models
 
 
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
 def _number(text: str | None) -> float | None:
     if text is None:
         return None
-    m = re.search(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", text)
+    m = _NUMBER.search(text)
     return float(m.group(0)) if m else None
+
+
+def _numbers(text: str) -> list[float]:
+    """Every number in a text such as '172e-6 m x 172e-6 m' or '(730.00, 865.00) pixels'."""
+    return [float(v) for v in _NUMBER.findall(text)]
 
 
 def _epoch(stamp: str | None) -> float:
@@ -444,16 +566,16 @@ def _mini_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
     nslow, nfast = h.shape
     if dls_p12m.is_p12m(h.mini.get("Detector", "")):
         return _p12m_models(h)
-    px = re.findall(r"([-+\d.eE]+)\s*m", h.mini.get("Pixel_size", ""))
-    beam_xy = re.findall(r"[-+\d.eE]+", h.mini.get("Beam_xy", ""))
+    px = _numbers(h.mini.get("Pixel_size", ""))
+    beam_xy = _numbers(h.mini.get("Beam_xy", ""))
     wavelength = _number(h.mini.get("Wavelength"))
     distance = _number(h.mini.get("Detector_distance"))
     if len(px) < 2 or len(beam_xy) < 2 or wavelength is None or distance is None:
         raise ImageError(
             f"{h.path}: Pilatus header lacks Pixel_size, Beam_xy, Wavelength or Detector_distance"
         )
-    pf, ps = float(px[0]) * 1000.0, float(px[1]) * 1000.0
-    bx, by = float(beam_xy[0]), float(beam_xy[1])
+    pf, ps = px[0] * 1000.0, px[1] * 1000.0
+    bx, by = beam_xy[0], beam_xy[1]
     rot = _rotation(np.array([1.0, 0.0, 0.0]), _number(h.mini.get("Detector_2theta")) or 0.0)
     panel = Panel(
         pixel_size=(pf, ps),
@@ -485,7 +607,7 @@ def _p12m_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
     if h.shape != (dls_p12m.ROWS * dls_p12m.ROW_PITCH - 17, dls_p12m.ROW_SIZE[0]):
         raise ImageError(f"{h.path}: PILATUS 12M image is {h.shape}, expected 5071 x 2463 (slow, fast)")
     thickness = (_number(h.mini.get("Sensor_thickness")) or 0.00032) * 1000.0
-    beam_xy = [float(v) for v in re.findall(r"[-+\d.eE]+", h.mini.get("Beam_xy", ""))[:2]]
+    beam_xy = _numbers(h.mini.get("Beam_xy", ""))[:2]
     distance = _number(h.mini.get("Detector_distance"))
     if len(beam_xy) < 2 or distance is None:
         raise ImageError(f"{h.path}: Pilatus header lacks Beam_xy or Detector_distance")
@@ -656,12 +778,42 @@ def _full_scan(h: CbfHeader, axes: _AxisSet) -> tuple[Goniometer, ScanInfo]:
 
 
 def models_from_header(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
-    """Detector, beam, goniometer and this image's scan values from a parsed header."""
-    if _has_full_geometry(h):
-        return _full_models(h)
-    if h.mini:
-        return _mini_models(h)
-    raise ImageError(f"{h.path}: CBF header has neither a Pilatus mini header nor imgCIF geometry")
+    """Detector, beam, goniometer and this image's scan values from a parsed header.
+
+    Values that give no usable model (infinite numbers, zero-length axis vectors) are an ImageError:
+    NaN geometry would otherwise cut a sweep into one-image sequences and change the spots."""
+    if not (_has_full_geometry(h) or h.mini):
+        raise ImageError(f"{h.path}: CBF header has neither a Pilatus mini header nor imgCIF geometry")
+    try:
+        with np.errstate(all="ignore"):
+            models = _full_models(h) if _has_full_geometry(h) else _mini_models(h)
+    except (ValueError, ArithmeticError) as e:  # e.g. math domain errors of infinite angles
+        raise ImageError(f"{h.path}: CBF header values make no sense ({e}); {_BAD_HEADER}") from e
+    _check_finite(h, *models)
+    return models
+
+
+_BAD_HEADER = "correct the image header, or leave the file out of the command"
+
+
+def _check_finite(h: CbfHeader, detector: Detector, beam: Beam, gonio: Goniometer, scan: ScanInfo) -> None:
+    values = {"wavelength": beam.wavelength, "beam direction": beam.direction}
+    values["rotation axis"] = gonio.rotation_axis
+    for name in ("start_angle", "angle_increment", "exposure_time", "epoch"):
+        values[name.replace("_", " ")] = getattr(scan, name)
+    for k, panel in enumerate(detector):
+        where = f"panel {k} " if len(detector) > 1 else "detector "
+        values[where + "origin"] = panel.origin
+        values[where + "fast axis"] = panel.fast_axis
+        values[where + "slow axis"] = panel.slow_axis
+        values[where + "pixel size"] = panel.pixel_size
+        values[where + "trusted range"] = panel.trusted_range
+    for name, value in values.items():
+        if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            raise ImageError(
+                f"{h.path}: CBF header gives no finite {name} (an infinite value or a zero-length axis "
+                f"vector); {_BAD_HEADER}"
+            )
 
 
 def read_models(path: str) -> tuple[Detector, Beam, Goniometer, ScanInfo]:

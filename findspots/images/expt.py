@@ -457,10 +457,14 @@ def _imageset_dict(seq: ImageSequence) -> dict:
     return d
 
 
-def experiments_dict(sequences: list[ImageSequence], legacy_trusted_range: bool = False) -> dict:
+def experiments_dict(
+    sequences: list[ImageSequence], legacy_trusted_range: bool = False, identifiers: list[str] | None = None
+) -> dict:
     """ExperimentList dict: one experiment per rotation sequence, one per image of a still sequence.
 
-    ``legacy_trusted_range`` writes (lo - 1, hi + 1): what dxtbx before 3.12 (DIALS <= 3.12), which
+    ``identifiers`` (one per experiment, in that order) default to new UUIDs; pass the ones written in
+    the reflection table's identifier map so the two files match. ``legacy_trusted_range`` writes
+    (lo - 1, hi + 1): what dxtbx before 3.12 (DIALS <= 3.12), which
     reads the ends as exclusive, needs to trust the same integer values."""
     out: dict = {"__id__": "ExperimentList", "experiment": [], "imageset": [], "beam": [], "detector": []}
     out |= {"goniometer": [], "scan": [], "crystal": [], "profile": [], "scaling_model": []}
@@ -474,7 +478,9 @@ def experiments_dict(sequences: list[ImageSequence], legacy_trusted_range: bool 
             out["goniometer"].append(_goniometer_dict(seq.goniometer))
         parts = [seq.sub(k, k + 1).scan for k in range(len(seq))] if seq.is_still else [seq.scan]
         for scan in parts:
-            exp = {"__id__": "Experiment", "identifier": str(uuid.uuid4()), "beam": i, "detector": i}
+            n = len(out["experiment"])
+            identifier = identifiers[n] if identifiers else str(uuid.uuid4())
+            exp = {"__id__": "Experiment", "identifier": identifier, "beam": i, "detector": i}
             if gonio is not None:
                 exp["goniometer"] = gonio
             exp |= {"scan": len(out["scan"]), "imageset": i}
@@ -483,9 +489,14 @@ def experiments_dict(sequences: list[ImageSequence], legacy_trusted_range: bool 
     return out
 
 
-def write_experiments(path: str, sequences: list[ImageSequence], legacy_trusted_range: bool = False) -> None:
+def write_experiments(
+    path: str,
+    sequences: list[ImageSequence],
+    legacy_trusted_range: bool = False,
+    identifiers: list[str] | None = None,
+) -> None:
     """Write the sequences as an ExperimentList JSON file (``imported.expt`` style)."""
-    text = json.dumps(experiments_dict(sequences, legacy_trusted_range), indent=2)
+    text = json.dumps(experiments_dict(sequences, legacy_trusted_range, identifiers), indent=2)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as fh:
         fh.write(text)

@@ -377,13 +377,18 @@ class ImageSequence:
             return self._check_panels(data, path)
         return self._split_panels(data, path)
 
-    def get_corrected(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """Float64 arrays per panel: (raw - pedestal) / gain where dxtbx applies them, else raw."""
-        raw = self.get_raw(index) if raw is None else raw
+    def corrections(self) -> tuple[bool, bool]:
+        """(use the pedestal, use the gain): where dxtbx applies them to the raw data (SPEC §1.1)."""
         use_pedestal = any(p.pedestal != 0 for p in self.detector)
         use_gain = all(p.gain > 0 for p in self.detector) and any(
             abs(p.gain - 1.0) > GAIN_TOLERANCE for p in self.detector
         )
+        return use_pedestal, use_gain
+
+    def get_corrected(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Float64 arrays per panel: (raw - pedestal) / gain where dxtbx applies them, else raw."""
+        raw = self.get_raw(index) if raw is None else raw
+        use_pedestal, use_gain = self.corrections()
         out = []
         for panel, data in zip(self.detector, raw, strict=True):
             img = data.astype(np.float64)

@@ -44,6 +44,10 @@ class ReportData:
       "too large": 0, "peak-centroid filter": 4, "written": 53}``.
     - ``modified_parameters``: the PHIL diff text; ``inputs``: the input file names as given.
     - ``timings``: seconds per stage, e.g. ``{"reading + thresholding": 1.9, ..., "total": 2.4}``.
+    - ``masks``: optional, per sequence a list of per-panel boolean arrays (True = usable), e.g. the
+      spot finder's static masks (border, untrusted regions, resolution limits, ice rings); the
+      detector view shades what they exclude. Without them it shades the panels' own mask and the
+      pixels outside the trusted range.
     """
 
     table: Mapping[str, object]
@@ -54,6 +58,7 @@ class ReportData:
     modified_parameters: str = ""
     inputs: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    masks: list | None = None  # optional, per sequence: the per-panel filter masks (True = usable)
 
 
 def image_counts(per_sequence: Iterable[Iterable[object]]) -> list[tuple[int, int, int]]:

@@ -97,6 +97,8 @@ def detector_view(data: ReportData, analysis: Analysis) -> dict | None:
     raw = seq.get_raw(index)
     corrected = seq.get_corrected(index, raw)
     masks = seq.get_mask(index, raw)
+    if data.masks is not None and data.masks[s] is not None:
+        masks = [m & np.asarray(f, dtype=bool) for m, f in zip(masks, data.masks[s], strict=True)]
     offsets = panel_offsets(seq.detector)
     image = composite(seq.detector, corrected, offsets)
     valid = composite(seq.detector, masks, offsets)

@@ -4,10 +4,15 @@ Conventions (SPEC Part B §1.2-1.4):
 - ``kernel_size = (ky, kx)``: half-sizes along rows (slow) and columns (fast); the window is the
   inclusive box ``[j-ky, j+ky] x [i-kx, i+kx]`` clipped to the image, never padded.
 - Pixels contribute to the window sums when masked-in and below 2**24.
-- Window sums come from a summed-area table built row by row (running row sum added to the
-  table row above) and read by four-corner inclusion-exclusion, so integer data is summed
-  exactly and ties fall the same way as in DIALS. Only ``2*ky + 2`` table rows are kept at a
-  time (a ring buffer), so memory does not grow with the image.
+- Integer-valued images (raw counts, the usual case) take a sliding-window path: per-column sums
+  over the window's rows are updated as rows enter and leave, and a running sum along each row adds
+  the column entering and subtracts the one leaving. Every partial sum is then an integer below
+  2**53, so the sums, and the strong pixels, are exactly those of any other summation order.
+- Other images (gain- or pedestal-corrected) use a summed-area table built row by row (running row
+  sum added to the table row above) and read by four-corner inclusion-exclusion, DIALS's own order,
+  so non-integer sums round, and ties fall, the same way as in DIALS. Only ``2*ky + 2`` table rows
+  are kept at a time (a ring buffer), so memory does not grow with the image.
+- The comparisons use DIALS's rearranged products (no division), in both paths.
 """
 
 from __future__ import annotations
@@ -75,6 +80,41 @@ def _stat_mask(image, mask):
     return use
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _test(m, x, y, v, nsig_b, nsig_s, gain, value_test, root):
+    """DIALS's dispersion test (and, with ``value_test``, the value test) from window sums.
+
+    ``root`` is sqrt(2 (m - 1)).
+    """
+    if gain > 0:
+        a = m * y - x * x
+        c = gain * x * ((m - 1) + nsig_b * root)
+    else:
+        a = m * y - x * x - x * (m - 1)
+        c = x * nsig_b * root
+    if not value_test or not a > c:
+        return a > c
+    b = m * v - x
+    if gain > 0:
+        d = nsig_s * math.sqrt(gain * x * m)
+    else:
+        d = nsig_s * math.sqrt(x * m)
+    return b > d
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _final_test(m, x, v, nsig_s, threshold, gain):
+    """The extended value test against the background mean of the widened window."""
+    if x < 0 or not v > threshold:
+        return False
+    mean = x / m if m >= 2 else 0.0
+    if gain > 0:
+        bound = mean + nsig_s * math.sqrt(gain * mean)
+    else:
+        bound = mean + nsig_s * math.sqrt(mean)
+    return v >= bound
+
+
 @numba.njit(cache=True, nogil=True)
 def _dispersion_kernel(image, mask, use, ky, kx, nsig_b, nsig_s, min_count, threshold, gain, value_test, out):
     """Classic dispersion test per pixel.
@@ -108,21 +148,7 @@ def _dispersion_kernel(image, mask, use, ky, kx, nsig_b, nsig_s, min_count, thre
                 out[j, i] = False
                 continue
             y = _window(ring_q, nring, j0, j1, i0, i1)
-            if gain > 0:
-                a = m * y - x * x
-                c = gain * x * ((m - 1) + nsig_b * math.sqrt(2 * (m - 1)))
-            else:
-                a = m * y - x * x - x * (m - 1)
-                c = x * nsig_b * math.sqrt(2 * (m - 1))
-            if not value_test:
-                out[j, i] = a > c
-                continue
-            b = m * v - x
-            if gain > 0:
-                d = nsig_s * math.sqrt(gain * x * m)
-            else:
-                d = nsig_s * math.sqrt(x * m)
-            out[j, i] = a > c and b > d
+            out[j, i] = _test(m, x, y, v, nsig_b, nsig_s, gain, value_test, math.sqrt(2 * (m - 1)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,16 +224,110 @@ def _extended_final(image, mask, core, ky, kx, nsig_s, threshold, gain, out):
             i1 = min(i + kx, w - 1)
             m = _window(ring_n, nring, j0, j1, i0, i1)
             x = _window(ring_s, nring, j0, j1, i0, i1)
+            out[j, i] = _final_test(m, x, image[j, i], nsig_s, threshold, gain)
+
+
+@numba.njit(cache=True, nogil=True)
+def _integer_valued(image):
+    """True when every pixel is a whole number small enough for exact float64 sums."""
+    h, w = image.shape
+    for j in range(h):
+        for i in range(w):
             v = image[j, i]
-            if x < 0 or not v > threshold:
+            if not (-(2.0**48) < v < 2.0**48) or v != np.float64(np.int64(v)):
+                return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_row(image, use, r, sign, cn, cs, cq, want_q):
+    """Add (sign 1) or remove (sign -1) row ``r`` of the usable pixels from the column sums."""
+    for i in range(image.shape[1]):
+        if use[r, i]:
+            v = image[r, i]
+            cn[i] += sign
+            cs[i] += sign * v
+            if want_q:
+                cq[i] += sign * v * v
+
+
+@numba.njit(cache=True, nogil=True)
+def _sliding_dispersion(
+    image, mask, use, ky, kx, nsig_b, nsig_s, min_count, threshold, gain, value_test, out
+):
+    """The test of ``_dispersion_kernel`` with sliding window sums (integer-valued images only)."""
+    h, w = image.shape
+    cn = np.zeros(w, np.int64)
+    cs = np.zeros(w, np.float64)
+    cq = np.zeros(w, np.float64)
+    root = np.sqrt(2.0 * (np.arange((2 * ky + 1) * (2 * kx + 1) + 1) - 1.0).clip(0))
+    for r in range(min(ky, h)):
+        _add_row(image, use, r, 1, cn, cs, cq, True)
+    for j in range(h):
+        if j + ky < h:
+            _add_row(image, use, j + ky, 1, cn, cs, cq, True)
+        if j - ky - 1 >= 0:
+            _add_row(image, use, j - ky - 1, -1, cn, cs, cq, True)
+        m = np.int64(0)
+        x = 0.0
+        y = 0.0
+        for i in range(min(kx, w)):
+            m += cn[i]
+            x += cs[i]
+            y += cq[i]
+        for i in range(w):
+            if i + kx < w:
+                m += cn[i + kx]
+                x += cs[i + kx]
+                y += cq[i + kx]
+            if i - kx - 1 >= 0:
+                m -= cn[i - kx - 1]
+                x -= cs[i - kx - 1]
+                y -= cq[i - kx - 1]
+            if not mask[j, i]:
+                out[j, i] = not value_test
+                continue
+            v = image[j, i]
+            if m < min_count or x < 0 or (value_test and not v > threshold):
                 out[j, i] = False
                 continue
-            mean = x / m if m >= 2 else 0.0
-            if gain > 0:
-                bound = mean + nsig_s * math.sqrt(gain * mean)
-            else:
-                bound = mean + nsig_s * math.sqrt(mean)
-            out[j, i] = v >= bound
+            out[j, i] = _test(m, x, y, v, nsig_b, nsig_s, gain, value_test, root[m])
+
+
+@numba.njit(cache=True, nogil=True)
+def _sliding_final(image, mask, core, ky, kx, nsig_s, threshold, gain, out):
+    """Pass 2 of the extended test with sliding window sums (integer-valued images only)."""
+    h, w = image.shape
+    use = np.empty((h, w), np.bool_)
+    for j in range(h):
+        for i in range(w):
+            use[j, i] = mask[j, i] and not core[j, i] and image[j, i] < BIG
+    cn = np.zeros(w, np.int64)
+    cs = np.zeros(w, np.float64)
+    cq = np.zeros(1, np.float64)
+    for r in range(min(ky, h)):
+        _add_row(image, use, r, 1, cn, cs, cq, False)
+    for j in range(h):
+        if j + ky < h:
+            _add_row(image, use, j + ky, 1, cn, cs, cq, False)
+        if j - ky - 1 >= 0:
+            _add_row(image, use, j - ky - 1, -1, cn, cs, cq, False)
+        m = np.int64(0)
+        x = 0.0
+        for i in range(min(kx, w)):
+            m += cn[i]
+            x += cs[i]
+        for i in range(w):
+            if i + kx < w:
+                m += cn[i + kx]
+                x += cs[i + kx]
+            if i - kx - 1 >= 0:
+                m -= cn[i - kx - 1]
+                x -= cs[i - kx - 1]
+            if not (mask[j, i] and core[j, i]):
+                out[j, i] = False
+                continue
+            out[j, i] = _final_test(m, x, image[j, i], nsig_s, threshold, gain)
 
 
 def min_count(kernel_size: tuple[int, int], min_local: int) -> int:
@@ -223,8 +343,14 @@ def min_count(kernel_size: tuple[int, int], min_local: int) -> int:
     return min_local
 
 
+def _exact(image: np.ndarray) -> bool:
+    """Whether the sliding-window sums are exact for ``image`` (integer dtype or whole numbers)."""
+    return image.dtype.kind in "iu" or bool(_integer_valued(image))
+
+
 def _prepare(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image = np.ascontiguousarray(image, dtype=np.float64)
+    # integer images (raw counts) are used as they are: no float64 copy of the image is needed
+    image = np.ascontiguousarray(image, dtype=image.dtype if image.dtype.kind in "iu" else np.float64)
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
     if image.shape != mask.shape:
         raise ValueError(f"image shape {image.shape} and mask shape {mask.shape} differ")
@@ -244,7 +370,8 @@ def dispersion(
     """Classic DIALS dispersion threshold: boolean array of strong pixels (True = strong)."""
     image, mask = _prepare(image, mask)
     out = np.empty(image.shape, np.bool_)
-    _dispersion_kernel(
+    kernel = _sliding_dispersion if _exact(image) else _dispersion_kernel
+    kernel(
         image,
         mask,
         _stat_mask(image, mask),
@@ -275,8 +402,9 @@ def dispersion_extended(
     image, mask = _prepare(image, mask)
     ky, kx = int(kernel_size[0]), int(kernel_size[1])
     g = float(gain) if gain else 0.0
+    exact = _exact(image)
     flag = np.empty(image.shape, np.bool_)
-    _dispersion_kernel(
+    (_sliding_dispersion if exact else _dispersion_kernel)(
         image,
         mask,
         _stat_mask(image, mask),
@@ -292,5 +420,6 @@ def dispersion_extended(
     )
     core = _chessboard_core(flag, mask, min(ky, kx))
     out = np.empty(image.shape, np.bool_)
-    _extended_final(image, mask, core, ky + 2, kx + 2, float(sigma_strong), float(global_threshold), g, out)
+    final = _sliding_final if exact else _extended_final
+    final(image, mask, core, ky + 2, kx + 2, float(sigma_strong), float(global_threshold), g, out)
     return out

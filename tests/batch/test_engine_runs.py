@@ -51,6 +51,7 @@ def command(images, out: Path, *extra: str) -> list[str]:
         f"output.reflections={out}",
         f"output.log={out}.log",
         f"output.debug_log={out}.debug.log",
+        "output.report=None",
         *extra,
     ]
 

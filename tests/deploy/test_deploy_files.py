@@ -208,7 +208,12 @@ def test_job_script_runs_without_scheduler(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("findspots job ? on ")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.v1.debug.log", "run.v1.log", "run.v1.refl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run.v1.debug.log",
+        "run.v1.html",
+        "run.v1.log",
+        "run.v1.refl",
+    ]
 
 
 # ---- container recipe --------------------------------------------------------------------------

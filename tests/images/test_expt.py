@@ -28,7 +28,11 @@ DIALS = shutil.which("dials.find_spots") is not None
 def _run(tmp_path: Path, name: str, inputs: list, *extra: str) -> bytes:
     out = tmp_path / f"{name}.refl"
     argv = [*map(str, inputs), *extra, f"output.reflections={out}"]
-    argv += [f"output.log={tmp_path / name}.log", f"output.debug_log={tmp_path / name}.debug.log"]
+    argv += [
+        f"output.log={tmp_path / name}.log",
+        f"output.debug_log={tmp_path / name}.debug.log",
+        "output.report=None",
+    ]
     assert run(argv) == 0
     return out.read_bytes()
 

@@ -50,7 +50,12 @@ def test_kinds() -> None:
 def test_cli_error_is_one_line(tmp_path: Path, capsys) -> None:
     path = tmp_path / "junk.dat"
     path.write_bytes(b"\x00\x01garbage")
-    argv = [str(path), f"output.log={tmp_path / 'l'}", f"output.debug_log={tmp_path / 'd'}"]
+    argv = [
+        str(path),
+        f"output.log={tmp_path / 'l'}",
+        f"output.debug_log={tmp_path / 'd'}",
+        "output.report=None",
+    ]
     argv.append(f"output.reflections={tmp_path / 's.refl'}")
     assert run(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -96,7 +101,17 @@ def test_hdf5_sweep_on_two_worker_processes(tmp_path: Path) -> None:
     for name, extra in (("one", []), ("two", ["nproc=2", "chunksize=3", "min_chunksize=1"])):
         out = tmp_path / f"{name}.refl"
         argv = [str(master), *extra, "filter.max_spot_size=1000", f"output.reflections={out}"]
-        assert run(argv + [f"output.log={tmp_path / name}", f"output.debug_log={tmp_path / name}.d"]) == 0
+        assert (
+            run(
+                argv
+                + [
+                    f"output.log={tmp_path / name}",
+                    f"output.debug_log={tmp_path / name}.d",
+                    "output.report=None",
+                ]
+            )
+            == 0
+        )
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
     assert "Saved 3 reflections" in (tmp_path / "two").read_text()

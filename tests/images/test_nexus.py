@@ -36,7 +36,11 @@ def _synthetic(n: int = 6, shape: tuple[int, int] = (40, 50), seed: int = 1) -> 
 def _run(tmp_path: Path, name: str, inputs: list[str], *extra: str) -> bytes:
     out = tmp_path / f"{name}.refl"
     argv = [*inputs, *extra, f"output.reflections={out}"]
-    argv += [f"output.log={tmp_path / name}.log", f"output.debug_log={tmp_path / name}.debug.log"]
+    argv += [
+        f"output.log={tmp_path / name}.log",
+        f"output.debug_log={tmp_path / name}.debug.log",
+        "output.report=None",
+    ]
     assert run(argv) == 0
     return out.read_bytes()
 

@@ -94,6 +94,7 @@ def test_spots_equal_dials(tmp_path: Path, shared_data: Path, algorithm: str, co
         f"output.reflections={out}",
         f"output.log={tmp_path / 'log'}",
         f"output.debug_log={tmp_path / 'd'}",
+        "output.report=None",
     ]
     assert run(argv) == 0
     ours = read_reflections(out)

@@ -107,6 +107,7 @@ def test_sweep_and_ccd_min_spot_size(tmp_path: Path) -> None:
         f"output.reflections={out}",
         f"output.log={tmp_path / 'log'}",
         f"output.debug_log={tmp_path / 'd'}",
+        "output.report=None",
     ]
     assert run(argv) == 0
     assert "Setting spotfinder.filter.min_spot_size=6" in (tmp_path / "log").read_text()

@@ -284,3 +284,22 @@ def test_parameters():
     assert out.report == "findspots.html" and out.plots is None
     out = parse_arguments(["x.cbf", "output.report=None", "plots=figs"]).params.output
     assert out.report is None and out.plots == "figs"
+
+
+def test_filter_masks_are_shaded(lcyst_data, tmp_path):
+    """Masks passed in (e.g. a border) show on the detector view: more of it is shaded."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    shape = lcyst_data.sequences[0].detector[0].shape
+    border = np.zeros(shape, bool)
+    border[300:-300, 300:-300] = True
+    plain = build_figures(replace(lcyst_data, masks=None)).png["detector"]
+    masked = build_figures(replace(lcyst_data, masks=[[border]])).png["detector"]
+
+    def shaded(png):
+        im = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        return int((np.abs(im - (246, 200, 110)).max(axis=2) < 20).sum())  # the orange of masked pixels
+
+    assert shaded(masked) > 2 * shaded(plain) > 0
