@@ -283,8 +283,11 @@ def make_sweep(spec: SweepSpec, root: str | None = None, jobs: int = 1, quiet: b
     seconds = time.perf_counter() - t0
     meta.write_text(
         json.dumps(
-            {"spec": want, "n_spots_simulated": int(round(spec.spots_per_image * spec.nimages)),
-             "generated_in_s": round(seconds, 1)},
+            {
+                "spec": want,
+                "n_spots_simulated": int(round(spec.spots_per_image * spec.nimages)),
+                "generated_in_s": round(seconds, 1),
+            },
             indent=1,
         )
     )

@@ -52,21 +52,38 @@ def log_numbers(log: Path) -> dict[str, int]:
     return {k: sum(int(v) for v in re.findall(pat, text)) for k, pat in LOG_NUMBERS.items()}
 
 
-def one_run(program: str, paths: list[Path], alg: str, nproc: int, chunksize: int, workdir: Path,
-            extra: list[str] | None = None) -> dict:
+def one_run(
+    program: str,
+    paths: list[Path],
+    alg: str,
+    nproc: int,
+    chunksize: int,
+    workdir: Path,
+    extra: list[str] | None = None,
+) -> dict:
     wd = Path(tempfile.mkdtemp(prefix=f"mem-{program}-", dir=workdir))
-    params = [f"threshold.algorithm={alg}", f"filter.max_spot_size={ALGORITHMS[alg]}", f"nproc={nproc}",
-              f"mp.chunksize={chunksize}", *(extra or [])]
+    params = [
+        f"threshold.algorithm={alg}",
+        f"filter.max_spot_size={ALGORITHMS[alg]}",
+        f"nproc={nproc}",
+        f"mp.chunksize={chunksize}",
+        *(extra or []),
+    ]
     refl = wd / "strong.refl"
     if program == "dials":
         expt = dials_import(paths)
         log = wd / "dials.find_spots.log"
-        argv = [DIALS_FIND, str(expt), *params, f"output.reflections={refl}",
-                f"output.log={log}"]
+        argv = [DIALS_FIND, str(expt), *params, f"output.reflections={refl}", f"output.log={log}"]
     else:
         log = wd / "findspots.log"
-        argv = [str(FINDSPOTS), *map(str, paths), *params, f"output.reflections={refl}", f"output.log={log}",
-                f"output.debug_log={wd / 'debug.log'}"]
+        argv = [
+            str(FINDSPOTS),
+            *map(str, paths),
+            *params,
+            f"output.reflections={refl}",
+            f"output.log={log}",
+            f"output.debug_log={wd / 'debug.log'}",
+        ]
     wait_for_idle()
     trace: list = []
     res = run_measured(argv, cwd=wd, trace=trace)
@@ -74,14 +91,33 @@ def one_run(program: str, paths: list[Path], alg: str, nproc: int, chunksize: in
         print(res.stdout[-3000:], res.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"{program} failed (rc {res.rc})")
     spots, _ = count_spots(refl)
-    out = dict(program=program, nimages=len(paths), spots=spots, **log_numbers(log), wall_s=res.wall_s,
-               cpu_s=res.user_s + res.sys_s, others_cpu_s=res.others_cpu_s,
-               parent_rss_peak=res.parent_rss_peak, worker_rss_peak=res.worker_rss_peak,
-               tree_pss_peak=res.tree_pss_peak, tree_rss_peak=res.tree_rss_peak,
-               procs=sorted(([p.depth, p.name, p.rss] for p in res.procs.values()), key=lambda r: (r[0], -r[2])),
-               trace=[(round(t, 2), r, w) for t, r, w in trace[:: max(1, len(trace) // 200)]])
+    out = dict(
+        program=program,
+        nimages=len(paths),
+        spots=spots,
+        **log_numbers(log),
+        wall_s=res.wall_s,
+        cpu_s=res.user_s + res.sys_s,
+        others_cpu_s=res.others_cpu_s,
+        parent_rss_peak=res.parent_rss_peak,
+        worker_rss_peak=res.worker_rss_peak,
+        tree_pss_peak=res.tree_pss_peak,
+        tree_rss_peak=res.tree_rss_peak,
+        procs=sorted(([p.depth, p.name, p.rss] for p in res.procs.values()), key=lambda r: (r[0], -r[2])),
+        trace=[(round(t, 2), r, w) for t, r, w in trace[:: max(1, len(trace) // 200)]],
+    )
     shutil.rmtree(wd, ignore_errors=True)
     return out
+
+
+def _program_name(cmdline: str) -> str:
+    """'python3 /usr/bin/dials.find_spots ...' -> 'dials.find_spots'; other names unchanged."""
+    if "(" in cmdline:
+        return cmdline
+    tokens = cmdline.split()
+    if len(tokens) > 1 and tokens[0].startswith("python"):
+        return tokens[1].rsplit("/", 1)[-1]
+    return tokens[0].rsplit("/", 1)[-1] if tokens else "?"
 
 
 def _gb(x: float) -> str:
@@ -93,12 +129,14 @@ def report(rows: list[dict], meta: dict) -> str:
         "# Memory: parent and worker peaks on long, dense sweeps",
         "",
         f"- {meta['machine']}; sweeps: {meta['sweeps']}; `{meta['algorithm']}`, "
-        f"`max_spot_size={ALGORITHMS[meta['algorithm']]}`, `nproc={meta['nproc']}`, `mp.chunksize={meta['chunksize']}`",
+        f"`max_spot_size={ALGORITHMS[meta['algorithm']]}`, `nproc={meta['nproc']}`, "
+        f"`mp.chunksize={meta['chunksize']}`",
         "- parent = the program's own process; worker = its largest child process (for findspots a dask "
         "worker; the nannies are smaller); tree PSS = peak of the summed proportional set size.",
         "- growth = parent peak minus the parent peak of the short start-up run (same program).",
         "",
-        "| run | program | images | strong pixels | extracted | spots kept | parent peak GB | worker peak GB | "
+        "| run | program | images | strong pixels | extracted | spots kept | parent peak GB | "
+        "worker peak GB | "
         "tree PSS GB | parent growth MB | growth bytes/spot | growth bytes/strong px | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -110,11 +148,23 @@ def report(rows: list[dict], meta: dict) -> str:
         lines.append(
             f"| {r['name']} | {r['program']} | {r['nimages']} | {r['strong_pixels']} | {r['extracted']} | "
             f"{r['spots']} | {_gb(r['parent_rss_peak'])} | {_gb(r['worker_rss_peak'])} | "
-            f"{_gb(r['tree_pss_peak'])} | {growth / 1e6:.0f} | {per_spot:.0f} | {per_px:.1f} | {r['wall_s']:.1f} |"
+            f"{_gb(r['tree_pss_peak'])} | {growth / 1e6:.0f} | {per_spot:.0f} | {per_px:.1f} | "
+            f"{r['wall_s']:.1f} |"
         )
-    lines += ["", "Processes of each run (depth below the program, peak RSS GB):", ""]
+    lines += [
+        "",
+        "Processes of each run (depth below the program: count x name, largest peak RSS in GB; DIALS "
+        "starts a new worker process per chunk):",
+        "",
+    ]
     for r in rows:
-        procs = ", ".join(f"{d}:{name} {rss / 1e9:.2f}" for d, name, rss in r["procs"])
+        groups: dict[tuple, list[int]] = {}
+        for d, name, rss in r["procs"]:
+            groups.setdefault((d, _program_name(name)), []).append(rss)
+        procs = ", ".join(
+            f"depth {d}: {len(v)} x `{name}` max {max(v) / 1e9:.2f}"
+            for (d, name), v in sorted(groups.items())
+        )
         lines.append(f"- {r['name']} / {r['program']}: {procs}")
     return "\n".join(lines) + "\n"
 
@@ -129,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="processes for generating the sweeps")
     ap.add_argument("--dials", action="store_true", help="also run dials.find_spots on the same sweeps")
     ap.add_argument("--out", help="default benchmarks/results/memory.md")
+    ap.add_argument("--from-json", help="only re-render the report of an earlier run's .json")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        text = report(saved["rows"], saved["meta"])
+        Path(args.from_json).with_suffix(".md").write_text(text)
+        print(text)
+        return 0
     spec_a = preset("dense", args.nimages)
     spec_b = preset("dense_zing", args.nimages)
     paths_a = make_sweep(spec_a, args.root, args.jobs)
@@ -138,20 +195,31 @@ def main(argv: list[str] | None = None) -> int:
     programs = ["findspots"] + (["dials"] if args.dials else [])
     rows = []
     for prog in programs:
-        for name, paths in (("start-up (10 images of A)", paths_a[:10]), ("A: dense spots", paths_a),
-                            ("B: dense zingers", paths_b)):
+        for name, paths in (
+            ("start-up (10 images of A)", paths_a[:10]),
+            ("A: dense spots", paths_a),
+            ("B: dense zingers", paths_b),
+        ):
             r = one_run(prog, paths, args.algorithm, args.nproc, args.chunksize, workdir)
             r["name"] = name
             rows.append(r)
-            print(f"{name:28s} {prog:9s}: strong px {r['strong_pixels']}, spots {r['spots']}, parent "
-                  f"{_gb(r['parent_rss_peak'])} GB, worker {_gb(r['worker_rss_peak'])} GB, "
-                  f"wall {r['wall_s']:.1f} s", flush=True)
+            print(
+                f"{name:28s} {prog:9s}: strong px {r['strong_pixels']}, spots {r['spots']}, parent "
+                f"{_gb(r['parent_rss_peak'])} GB, worker {_gb(r['worker_rss_peak'])} GB, "
+                f"wall {r['wall_s']:.1f} s",
+                flush=True,
+            )
     shutil.rmtree(workdir, ignore_errors=True)
     import os
 
-    meta = dict(machine=f"{os.cpu_count()} CPU cores", sweeps=f"{spec_a.name}, {spec_b.name} (Pilatus 6M)",
-                algorithm=args.algorithm, nproc=args.nproc, chunksize=args.chunksize,
-                date=time.strftime("%Y-%m-%d %H:%M"))
+    meta = dict(
+        machine=f"{os.cpu_count()} CPU cores",
+        sweeps=f"{spec_a.name}, {spec_b.name} (Pilatus 6M)",
+        algorithm=args.algorithm,
+        nproc=args.nproc,
+        chunksize=args.chunksize,
+        date=time.strftime("%Y-%m-%d %H:%M"),
+    )
     text = report(rows, meta)
     out = Path(args.out) if args.out else HERE / "results" / "memory.md"
     out.parent.mkdir(parents=True, exist_ok=True)

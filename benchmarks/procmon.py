@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -240,10 +239,18 @@ def run_measured(
         thread.join()
     out_f.seek(0)
     err_f.seek(0)
-    result = RunResult(argv=list(argv), rc=rc, wall_s=wall, procs=procs,
-                       tree_rss_peak=peaks["rss"], tree_pss_peak=peaks["pss"],
-                       stdout=out_f.read(), stderr=err_f.read(), machine_busy_s=busy1 - busy0,
-                       load_before=load)
+    result = RunResult(
+        argv=list(argv),
+        rc=rc,
+        wall_s=wall,
+        procs=procs,
+        tree_rss_peak=peaks["rss"],
+        tree_pss_peak=peaks["pss"],
+        stdout=out_f.read(),
+        stderr=err_f.read(),
+        machine_busy_s=busy1 - busy0,
+        load_before=load,
+    )
     out_f.close()
     err_f.close()
     for f in (cwd / ".stdout.txt", cwd / ".stderr.txt"):

@@ -32,14 +32,13 @@ import sys
 # (imported by cProfile) when run as a script: take its folder off the path for that import.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-import cProfile  # noqa: E402
-import profile as _stdlib_profile  # noqa: E402,F401
-
 import argparse  # noqa: E402
+import cProfile  # noqa: E402
 import hashlib  # noqa: E402
 import importlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import profile as _stdlib_profile  # noqa: E402,F401
 import pstats  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
@@ -86,8 +85,13 @@ def _read_raw_parts(tm: Timer, cbf, path: str, npix: int) -> None:
     """The parts of ``read_raw`` (private findspots functions: skipped if they changed)."""
     from fabio import compression
 
-    names = ["  read_raw: file read", "  read_raw: header parse", "  read_raw: MD5 check",
-             "  read_raw: fabio decByteOffset", "  read_raw: reshape/astype check"]
+    names = [
+        "  read_raw: file read",
+        "  read_raw: header parse",
+        "  read_raw: MD5 check",
+        "  read_raw: fabio decByteOffset",
+        "  read_raw: reshape/astype check",
+    ]
     try:
         data = tm(names[0], cbf._read_all, path)
         start = data.find(cbf.BINARY_START, max(data.find(cbf.BINARY_SECTION), 0))
@@ -103,22 +107,78 @@ def _read_raw_parts(tm: Timer, cbf, path: str, npix: int) -> None:
 
 
 def _kernel_parts(tm: Timer, disp, image, mask, extended: bool) -> None:
-    """The compiled kernels inside the threshold (private findspots functions: skipped if changed)."""
+    """The compiled kernels inside the threshold, on the path findspots takes for ``image`` (the
+    sliding-window path for integer counts where findspots has one, else the summed-area table),
+    plus the summed-area kernel as an ``alt`` row when it is not the one used. Private findspots
+    functions: the rows are skipped if they changed."""
     try:
         img, msk = disp._prepare(image, mask)
+        exact = False
+        if hasattr(disp, "_exact") and hasattr(disp, "_sliding_dispersion"):
+            exact = tm("  kernel: _exact (integer-valued check)", disp._exact, img)
         use = tm("  kernel: _stat_mask", disp._stat_mask, img, msk)
         out = np.empty(img.shape, np.bool_)
+        first = disp._sliding_dispersion if exact else disp._dispersion_kernel
+        fname = "_sliding_dispersion" if exact else "_dispersion_kernel"
+        final = disp._sliding_final if exact else disp._extended_final
+        gname = "_sliding_final" if exact else "_extended_final"
         if not extended:
-            tm("  kernel: _dispersion_kernel", disp._dispersion_kernel, img, msk, use, 3, 3, 6.0, 3.0, 2, 0.0,
-               0.0, True, out)
+            tm(f"  kernel: {fname}", first, img, msk, use, 3, 3, 6.0, 3.0, 2, 0.0, 0.0, True, out)
+            if exact:
+                tm(
+                    "  kernel alt: _dispersion_kernel (summed-area table, used for corrected data)",
+                    disp._dispersion_kernel,
+                    img.astype(np.float64),
+                    msk,
+                    use,
+                    3,
+                    3,
+                    6.0,
+                    3.0,
+                    2,
+                    0.0,
+                    0.0,
+                    True,
+                    out,
+                )
             return
         flag = np.empty(img.shape, np.bool_)
-        tm("  kernel: _dispersion_kernel (pass 1)", disp._dispersion_kernel, img, msk, use, 3, 3, 6.0, 0.0, 2,
-           0.0, 0.0, False, flag)
+        tm(f"  kernel: {fname} (pass 1)", first, img, msk, use, 3, 3, 6.0, 0.0, 2, 0.0, 0.0, False, flag)
         core = tm("  kernel: _chessboard_core (erosion)", disp._chessboard_core, flag, msk, 3)
-        tm("  kernel: _extended_final (pass 2)", disp._extended_final, img, msk, core, 5, 5, 3.0, 0.0, 0.0, out)
+        tm(f"  kernel: {gname} (pass 2)", final, img, msk, core, 5, 5, 3.0, 0.0, 0.0, out)
+        if exact:
+            f64 = img.astype(np.float64)
+            tm(
+                "  kernel alt: _dispersion_kernel (pass 1, summed-area table)",
+                disp._dispersion_kernel,
+                f64,
+                msk,
+                use,
+                3,
+                3,
+                6.0,
+                0.0,
+                2,
+                0.0,
+                0.0,
+                False,
+                flag,
+            )
+            tm(
+                "  kernel alt: _extended_final (pass 2, summed-area table)",
+                disp._extended_final,
+                f64,
+                msk,
+                core,
+                5,
+                5,
+                3.0,
+                0.0,
+                0.0,
+                out,
+            )
     except Exception as e:  # noqa: BLE001
-        for name in [k for k in tm.t if k.startswith("  kernel:")]:
+        for name in [k for k in tm.t if k.startswith("  kernel")]:
             tm.t.pop(name, None)
         tm.skipped["kernel parts"] = f"{type(e).__name__}: {e}"
 
@@ -132,6 +192,7 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
     from findspots.pipeline import OVERLOADED, STRONG
     from findspots.refl import write_reflections
     from findspots.spots import group_components, measure, shoeboxes
+
     disp = importlib.import_module("findspots.threshold.dispersion")  # the module, not the function
 
     tm = Timer()
@@ -143,7 +204,6 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
     kernel = (3, 3)
     keys_all, values_all = [], []
     mismatches = 0
-    n = len(paths)
     fabio = __import__("fabio")
     for k, p in enumerate(paths):
         path = str(p)
@@ -154,25 +214,46 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
         nb = tm("decode alt: numba byte-offset decoder", numba_read, path)
         if k == 0 and not (np.array_equal(fab, raw) and np.array_equal(nb, raw)):
             raise SystemExit("decoders disagree")
-        # -- correct + mask
-        image = tm("correct: get_corrected (float64)", seq.get_corrected, k, [raw])[0]
+        # -- correct + mask: like findspots.strong, raw integer counts without corrections go to the
+        # threshold as they are (where this findspots version does so), else the float64 corrected image
+        corrections = seq.corrections() if hasattr(seq, "corrections") else (True,)
+        raw_direct = not any(corrections) and raw.dtype.kind in "iu" and hasattr(disp, "_sliding_dispersion")
+        name = (
+            "correct alt: get_corrected (float64; not needed for raw counts)"
+            if raw_direct
+            else ("correct: get_corrected (float64)")
+        )
+        image = tm(name, seq.get_corrected, k, [raw])[0]
         mask = tm("mask: get_mask (trusted & static)", seq.get_mask, k, [raw])[0] & static[0]
+        data = raw if raw_direct else image
         # -- threshold
         if algorithm == "dispersion":
-            strong = tm("threshold: dispersion", disp.dispersion, image, mask, kernel)
-            _kernel_parts(tm, disp, image, mask, False)
+            strong = tm("threshold: dispersion", disp.dispersion, data, mask, kernel)
+            _kernel_parts(tm, disp, data, mask, False)
         else:
-            strong = tm("threshold: dispersion_extended", disp.dispersion_extended, image, mask, kernel)
-            _kernel_parts(tm, disp, image, mask, True)
+            strong = tm("threshold: dispersion_extended", disp.dispersion_extended, data, mask, kernel)
+            _kernel_parts(tm, disp, data, mask, True)
         # -- the sliding-window prototype (benchmarks/prototypes.py), on the float64 and the raw image
         if algorithm == "dispersion":
             alt = tm("threshold alt: sliding window, float64 image", sliding_dispersion, image, mask, kernel)
-            alt32 = tm("threshold alt: sliding window, raw int32 image", sliding_dispersion, raw, mask, kernel)
+            alt32 = tm(
+                "threshold alt: sliding window, raw int32 image", sliding_dispersion, raw, mask, kernel
+            )
         else:
-            alt = tm("threshold alt: sliding window, float64 image", sliding_dispersion_extended, image, mask,
-                     kernel)
-            alt32 = tm("threshold alt: sliding window, raw int32 image", sliding_dispersion_extended, raw, mask,
-                       kernel)
+            alt = tm(
+                "threshold alt: sliding window, float64 image",
+                sliding_dispersion_extended,
+                image,
+                mask,
+                kernel,
+            )
+            alt32 = tm(
+                "threshold alt: sliding window, raw int32 image",
+                sliding_dispersion_extended,
+                raw,
+                mask,
+                kernel,
+            )
         mismatches += int((alt != strong).sum() + (alt32 != strong).sum())
         idx = tm("strong pixels: flatnonzero + values", np.flatnonzero, strong)
         keys_all.append(idx + np.int64(k) * npix)
@@ -196,8 +277,9 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
     inten = m.intensity[keep]
     cols = {
         "bbox": bbox,
-        "flags": np.full(nspots, STRONG, np.uint64) | np.where(np.bincount(
-            np.repeat(np.arange(nspots), comps.sizes)[over], minlength=nspots) > 0, OVERLOADED, 0
+        "flags": np.full(nspots, STRONG, np.uint64)
+        | np.where(
+            np.bincount(np.repeat(np.arange(nspots), comps.sizes)[over], minlength=nspots) > 0, OVERLOADED, 0
         ).astype(np.uint64),
         "id": np.zeros(nspots, np.int32),
         "intensity.sum.value": inten,
@@ -211,8 +293,16 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
     with tempfile.TemporaryDirectory() as tmp:
         tm("write: write_reflections", write_reflections, Path(tmp) / "strong.refl", cols, {0: "x"})
         size = (Path(tmp) / "strong.refl").stat().st_size if (Path(tmp) / "strong.refl").exists() else 0
-    info = dict(prototype_mismatched_pixels=mismatches, strong_pixels=int(keys.size), components=int(ncomp), spots=nspots, small=small, large=large,
-                shoebox_voxels=int(sb.offsets[-1]), refl_bytes=size)
+    info = dict(
+        prototype_mismatched_pixels=mismatches,
+        strong_pixels=int(keys.size),
+        components=int(ncomp),
+        spots=nspots,
+        small=small,
+        large=large,
+        shoebox_voxels=int(sb.offsets[-1]),
+        refl_bytes=size,
+    )
     return tm, info
 
 
@@ -221,9 +311,15 @@ def cprofile_run(paths: list[Path], algorithm: str, max_spot_size: int, top: int
     from findspots import cli
 
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [*map(str, paths), f"threshold.algorithm={algorithm}", f"filter.max_spot_size={max_spot_size}",
-                "nproc=1", f"output.reflections={tmp}/s.refl", f"output.log={tmp}/l.log",
-                f"output.debug_log={tmp}/d.log"]
+        argv = [
+            *map(str, paths),
+            f"threshold.algorithm={algorithm}",
+            f"filter.max_spot_size={max_spot_size}",
+            "nproc=1",
+            f"output.reflections={tmp}/s.refl",
+            f"output.log={tmp}/l.log",
+            f"output.debug_log={tmp}/d.log",
+        ]
         prof = cProfile.Profile()
         t0 = time.perf_counter()
         prof.enable()
@@ -256,8 +352,10 @@ def _wall(cmd: list[str], repeat: int = 5) -> float:
 
 
 # What ``findspots.cli.run`` imports before the first image is thresholded (fabio: first decode).
-RUN_IMPORTS = ("import findspots.cli, findspots.batch.checkpoint, findspots.histogram, findspots.images.sweeps, "
-               "findspots.logs, findspots.parameters, findspots.pipeline, findspots.refl, fabio.compression")
+RUN_IMPORTS = (
+    "import findspots.cli, findspots.batch.checkpoint, findspots.histogram, findspots.images.sweeps, "
+    "findspots.logs, findspots.parameters, findspots.pipeline, findspots.refl, fabio.compression"
+)
 
 FIRST_CALL = r"""
 import time; t0 = time.perf_counter()
@@ -309,11 +407,20 @@ def startup(repeat: int = 5, one_image: Path | None = None) -> dict:
     }
     if one_image:
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [str(REPO / ".venv" / "bin" / "findspots"), str(one_image), f"output.reflections={tmp}/s.refl",
-                   f"output.log={tmp}/l.log", f"output.debug_log={tmp}/d.log"]
+            cmd = [
+                str(REPO / ".venv" / "bin" / "findspots"),
+                str(one_image),
+                f"output.reflections={tmp}/s.refl",
+                f"output.log={tmp}/l.log",
+                f"output.debug_log={tmp}/d.log",
+            ]
             out["findspots on 1 image, whole process (classic)"] = _wall(cmd, 3)
             out["findspots on 1 image, whole process (extended)"] = _wall(
-                cmd + ["threshold.algorithm=dispersion_extended"], 3)
+                cmd + ["threshold.algorithm=dispersion_extended"], 3
+            )
+            out["findspots on 1 image, whole process (classic, output.report=None)"] = _wall(
+                cmd + ["output.report=None"], 3
+            )
     t0 = time.perf_counter()
     first = subprocess.run([PY, "-c", FIRST_CALL], check=True, capture_output=True, text=True)
     out["first-call script, whole process"] = time.perf_counter() - t0
@@ -348,15 +455,23 @@ STAGE_GROUPS = [
 
 
 def report(results: dict, nimages: int, meta: dict) -> str:
-    lines = [f"# findspots per-stage profile: {meta['sweep']} (first {nimages} images)", "",
-             f"- {meta['machine']}; findspots source {meta.get('source', '?')}; times are ms per image: the "
-             f"median over the {nimages} images for per-image stages, and total / {nimages} for labelling, "
-             "measures and write (done once for all images); one process, warm numba cache, images in the page "
-             "cache. Indented rows are parts of the row above; `alt` rows are alternatives measured for "
-             "comparison (not part of the sum).", ""]
+    lines = [
+        f"# findspots per-stage profile: {meta['sweep']} (first {nimages} images)",
+        "",
+        f"- {meta['machine']}; findspots source {meta.get('source', '?')}; times are ms per image: the "
+        f"median over the {nimages} images for per-image stages, and total / {nimages} for labelling, "
+        "measures and write (done once for all images); one process, warm numba cache, images in the page "
+        "cache. Indented rows are parts of the row above; `alt` rows are alternatives measured for "
+        "comparison (not part of the sum).",
+        "",
+    ]
     algs = list(results)
-    lines += ["## Pipeline stages (ms / image)", "", "| stage | " + " | ".join(algs) + " |",
-              "|---|" + "---|" * len(algs)]
+    lines += [
+        "## Pipeline stages (ms / image)",
+        "",
+        "| stage | " + " | ".join(algs) + " |",
+        "|---|" + "---|" * len(algs),
+    ]
     names: list[str] = []
     for alg in algs:
         for name in results[alg]["timer"]:
@@ -370,7 +485,9 @@ def report(results: dict, nimages: int, meta: dict) -> str:
             if name in t:
                 # per-image stages: median over the images (robust to other load on the machine);
                 # once-per-sweep stages: total / images
-                ms = 1000 * (statistics.median(t[name]) if len(t[name]) == nimages else sum(t[name]) / nimages)
+                ms = 1000 * (
+                    statistics.median(t[name]) if len(t[name]) == nimages else sum(t[name]) / nimages
+                )
                 row.append(f"{ms:.1f}")
                 if not name.startswith(" ") and " alt" not in name and not name.startswith("sweep grouping"):
                     main_sum[alg] += ms
@@ -378,11 +495,28 @@ def report(results: dict, nimages: int, meta: dict) -> str:
                 row.append("")
         label = name.replace(" ", "&nbsp;", 2) if name.startswith(" ") else name
         lines.append(f"| {label} | " + " | ".join(row) + " |")
-    lines.append("| **sum of pipeline stages** | " + " | ".join(f"**{main_sum[a]:.1f}**" for a in algs) + " |")
-    lines.append("| whole CLI run in-process (cProfile on), per image | " + " | ".join(
-        f"{1000 * results[a]['cli_wall'] / nimages:.1f}" if results[a].get("cli_wall") else "-" for a in algs) + " |")
+    lines.append(
+        "| **sum of pipeline stages** | " + " | ".join(f"**{main_sum[a]:.1f}**" for a in algs) + " |"
+    )
+    lines.append(
+        "| whole CLI run in-process (cProfile on), per image | "
+        + " | ".join(
+            f"{1000 * results[a]['cli_wall'] / nimages:.1f}" if results[a].get("cli_wall") else "-"
+            for a in algs
+        )
+        + " |"
+    )
     lines += ["", "| sweep | " + " | ".join(algs) + " |", "|---|" + "---|" * len(algs)]
-    for key in ("prototype_mismatched_pixels", "strong_pixels", "components", "spots", "small", "large", "shoebox_voxels", "refl_bytes"):
+    for key in (
+        "prototype_mismatched_pixels",
+        "strong_pixels",
+        "components",
+        "spots",
+        "small",
+        "large",
+        "shoebox_voxels",
+        "refl_bytes",
+    ):
         lines.append(f"| {key} | " + " | ".join(str(results[a]["info"][key]) for a in algs) + " |")
     for alg in algs:
         for what, why in results[alg].get("skipped", {}).items():
@@ -392,15 +526,27 @@ def report(results: dict, nimages: int, meta: dict) -> str:
         for k, v in meta["startup"].items():
             lines.append(f"| {k} | {v:.3f} |")
     if "importtime" in meta:
-        lines += ["", "## Largest imports of a run (cumulative s, `-X importtime`, nesting shown by ..)", "",
-              f"`{RUN_IMPORTS}`", "",
-                  "| module | s |", "|---|---|"]
+        lines += [
+            "",
+            "## Largest imports of a run (cumulative s, `-X importtime`, nesting shown by ..)",
+            "",
+            f"`{RUN_IMPORTS}`",
+            "",
+            "| module | s |",
+            "|---|---|",
+        ]
         for s, name in meta["importtime"]:
             lines.append(f"| {name} | {s:.3f} |")
     for alg in algs:
         if results[alg].get("cprofile"):
-            lines += ["", f"## cProfile of the whole run, {alg} (top functions by own time)", "", "```",
-                      results[alg]["cprofile"].rstrip(), "```"]
+            lines += [
+                "",
+                f"## cProfile of the whole run, {alg} (top functions by own time)",
+                "",
+                "```",
+                results[alg]["cprofile"].rstrip(),
+                "```",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -427,14 +573,19 @@ def main(argv: list[str] | None = None) -> int:
         mss = 100 if alg == "dispersion" else 1000
         tm, info = stages(paths, alg, mss)
         results[alg] = {"timer": tm.t, "info": info, "skipped": tm.skipped}
-        print(f"{alg}: " + ", ".join(f"{k} {tm.per_image_ms(k, n):.1f}" for k in tm.t if not k.startswith(" ")),
-              flush=True)
+        print(
+            f"{alg}: " + ", ".join(f"{k} {tm.per_image_ms(k, n):.1f}" for k in tm.t if not k.startswith(" ")),
+            flush=True,
+        )
         if not args.no_cprofile:
             wall, text = cprofile_run(paths, alg, mss)
             results[alg]["cli_wall"] = wall
             results[alg]["cprofile"] = text
-    meta = {"sweep": spec.name, "source": source_hash(), "machine": f"{os.cpu_count()} CPU cores, numba {numba.__version__}, "
-            f"numpy {np.__version__}"}
+    meta = {
+        "sweep": spec.name,
+        "source": source_hash(),
+        "machine": f"{os.cpu_count()} CPU cores, numba {numba.__version__}, numpy {np.__version__}",
+    }
     if not args.no_startup:
         meta["startup"] = startup(one_image=paths[0])
         meta["importtime"] = importtime(RUN_IMPORTS)

@@ -205,18 +205,45 @@ def _min_count(kernel_size, min_local) -> int:
     return area if min_local <= 0 else int(min_local)
 
 
-def sliding_dispersion(image, mask, kernel_size=(3, 3), sigma_background=6.0, sigma_strong=3.0,
-                       min_local=2, global_threshold=0.0, gain=None):
+def sliding_dispersion(
+    image,
+    mask,
+    kernel_size=(3, 3),
+    sigma_background=6.0,
+    sigma_strong=3.0,
+    min_local=2,
+    global_threshold=0.0,
+    gain=None,
+):
     """Classic dispersion with running window sums; ``image`` may be the raw int32 array."""
     out = np.empty(image.shape, np.bool_)
-    _sliding_dispersion(image, mask, int(kernel_size[0]), int(kernel_size[1]), float(sigma_background),
-                        float(sigma_strong), _min_count(kernel_size, min_local), float(global_threshold),
-                        float(gain) if gain else 0.0, True, out)
+    _sliding_dispersion(
+        image,
+        mask,
+        int(kernel_size[0]),
+        int(kernel_size[1]),
+        float(sigma_background),
+        float(sigma_strong),
+        _min_count(kernel_size, min_local),
+        float(global_threshold),
+        float(gain) if gain else 0.0,
+        True,
+        out,
+    )
     return out
 
 
-def sliding_dispersion_extended(image, mask, kernel_size=(3, 3), sigma_background=6.0, sigma_strong=3.0,
-                                min_local=2, global_threshold=0.0, gain=None, erosion=None):
+def sliding_dispersion_extended(
+    image,
+    mask,
+    kernel_size=(3, 3),
+    sigma_background=6.0,
+    sigma_strong=3.0,
+    min_local=2,
+    global_threshold=0.0,
+    gain=None,
+    erosion=None,
+):
     """Extended dispersion: sliding pass 1, chessboard erosion (``erosion(flag, mask, k)``, by
     default findspots' own ``_chessboard_core``), sliding pass 2 with the window widened by 2."""
     if erosion is None:
@@ -224,8 +251,19 @@ def sliding_dispersion_extended(image, mask, kernel_size=(3, 3), sigma_backgroun
     ky, kx = int(kernel_size[0]), int(kernel_size[1])
     g = float(gain) if gain else 0.0
     flag = np.empty(image.shape, np.bool_)
-    _sliding_dispersion(image, mask, ky, kx, float(sigma_background), 0.0, _min_count(kernel_size, min_local),
-                        0.0, g, False, flag)
+    _sliding_dispersion(
+        image,
+        mask,
+        ky,
+        kx,
+        float(sigma_background),
+        0.0,
+        _min_count(kernel_size, min_local),
+        0.0,
+        g,
+        False,
+        flag,
+    )
     core = erosion(flag, mask, min(ky, kx))
     out = np.empty(image.shape, np.bool_)
     _sliding_final(image, mask, core, ky + 2, kx + 2, float(sigma_strong), float(global_threshold), g, out)

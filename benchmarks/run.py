@@ -67,10 +67,13 @@ def findspots_version() -> str:
     try:
         out = subprocess.run(
             [str(REPO / ".venv" / "bin" / "python"), "-c", "import findspots; print(findspots.__version__)"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout.strip()
-        rev = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+        ).stdout.strip()
         return f"{out} (git {rev}, source sha1 {source_hash()})"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -108,22 +111,40 @@ def strong_pixels(log: Path) -> int | None:
     return sum(int(m) for m in re.findall(r"Found (\d+) strong pixels on image", log.read_text()))
 
 
-def run_program(program: str, alg: str, nproc: int, paths: list[Path], expt: Path, workdir: Path,
-                extra: list[str] | None = None, wait: float = 180.0) -> tuple[RunResult, dict]:
+def run_program(
+    program: str,
+    alg: str,
+    nproc: int,
+    paths: list[Path],
+    expt: Path,
+    workdir: Path,
+    extra: list[str] | None = None,
+    wait: float = 180.0,
+) -> tuple[RunResult, dict]:
     """One measured run in a fresh folder; returns the measurement and its outputs' summary.
 
     It first waits (up to ``wait`` seconds) for the machine to be idle."""
     wd = Path(tempfile.mkdtemp(prefix=f"{program}-", dir=workdir))
-    params = [f"threshold.algorithm={alg}", f"filter.max_spot_size={ALGORITHMS[alg]}", f"nproc={nproc}",
-              *(extra or [])]
+    params = [
+        f"threshold.algorithm={alg}",
+        f"filter.max_spot_size={ALGORITHMS[alg]}",
+        f"nproc={nproc}",
+        *(extra or []),
+    ]
     refl = wd / "strong.refl"
     if program == "dials":
         log = wd / "dials.find_spots.log"
         argv = [DIALS_FIND, str(expt), *params, f"output.reflections={refl}", f"output.log={log}"]
     else:
         log = wd / "findspots.log"
-        argv = [str(FINDSPOTS), *map(str, paths), *params, f"output.reflections={refl}",
-                f"output.log={log}", f"output.debug_log={wd / 'findspots.debug.log'}"]
+        argv = [
+            str(FINDSPOTS),
+            *map(str, paths),
+            *params,
+            f"output.reflections={refl}",
+            f"output.log={log}",
+            f"output.debug_log={wd / 'findspots.debug.log'}",
+        ]
     waited = wait_for_idle(max_wait_s=wait) if wait > 0 else 0.0
     res = run_measured(argv, cwd=wd)
     if res.rc != 0:
@@ -143,14 +164,44 @@ def warm_up(paths: list[Path], expt: Path, workdir: Path) -> None:
                 pass
     few = paths[:3]
     wd = Path(tempfile.mkdtemp(prefix="warm-", dir=workdir))
-    subprocess.run([str(FINDSPOTS), *map(str, few), "threshold.algorithm=dispersion_extended",
-                    f"output.reflections={wd / 'a.refl'}", f"output.log={wd / 'a.log'}",
-                    f"output.debug_log={wd / 'a.debug.log'}"], cwd=wd, capture_output=True, check=True)
-    subprocess.run([str(FINDSPOTS), *map(str, few), "threshold.algorithm=dispersion",
-                    f"output.reflections={wd / 'b.refl'}", f"output.log={wd / 'b.log'}",
-                    f"output.debug_log={wd / 'b.debug.log'}"], cwd=wd, capture_output=True, check=True)
-    subprocess.run([DIALS_FIND, str(expt), "scan_range=1,3", f"output.reflections={wd / 'c.refl'}",
-                    f"output.log={wd / 'c.log'}"], cwd=wd, capture_output=True, check=True)
+    subprocess.run(
+        [
+            str(FINDSPOTS),
+            *map(str, few),
+            "threshold.algorithm=dispersion_extended",
+            f"output.reflections={wd / 'a.refl'}",
+            f"output.log={wd / 'a.log'}",
+            f"output.debug_log={wd / 'a.debug.log'}",
+        ],
+        cwd=wd,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(
+        [
+            str(FINDSPOTS),
+            *map(str, few),
+            "threshold.algorithm=dispersion",
+            f"output.reflections={wd / 'b.refl'}",
+            f"output.log={wd / 'b.log'}",
+            f"output.debug_log={wd / 'b.debug.log'}",
+        ],
+        cwd=wd,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(
+        [
+            DIALS_FIND,
+            str(expt),
+            "scan_range=1,3",
+            f"output.reflections={wd / 'c.refl'}",
+            f"output.log={wd / 'c.log'}",
+        ],
+        cwd=wd,
+        capture_output=True,
+        check=True,
+    )
     shutil.rmtree(wd, ignore_errors=True)
 
 
@@ -196,15 +247,18 @@ def report(runs: list[dict], meta: dict) -> str:
         f"- machine: {meta['cpus']} CPU cores ({meta['cpu_model']}), {meta['mem_gb']:.0f} GB RAM, "
         f"Python {meta['python']}; {meta['rounds']} rounds, programs alternating; medians shown",
         f"- date: {meta['date']}",
-        f"- findspots extra parameters: `{meta.get('findspots_args') or 'none (defaults, incl. the HTML report)'}`",
+        "- findspots extra parameters: "
+        f"`{meta.get('findspots_args') or 'none (defaults, incl. the HTML report)'}`",
         "",
         "## Wall time",
         "",
         "speed-up = DIALS wall / findspots wall (medians; `best` = ratio of the fastest runs). CPU s = "
         "user + sys of the whole process tree (`/usr/bin/time -v`), medians; the CPU-time ratio is much less "
-        "sensitive to other load on a shared machine than the wall-time ratio. Pixel rates use the median wall.",
+        "sensitive to other load on a shared machine than the wall-time ratio. Pixel rates use the median "
+        "wall.",
         "",
-        "| algorithm | nproc | DIALS s | findspots s | speed-up | best | goal | DIALS img/s | findspots img/s "
+        "| algorithm | nproc | DIALS s | findspots s | speed-up | best | goal | DIALS img/s | "
+        "findspots img/s "
         "| DIALS Mpx/s/core | findspots Mpx/s/core | DIALS CPU s | findspots CPU s | CPU-time ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -222,14 +276,19 @@ def report(runs: list[dict], meta: dict) -> str:
                 ok = " ✅" if d / f >= GOALS[alg] else " ❌"
             lines.append(
                 f"| {alg} | {n} | {d:.1f} | {f:.1f} | **{d / f:.2f}x** | "
-                f"{best('dials', alg, n, 'wall_s') / best('findspots', alg, n, 'wall_s'):.2f}x | {goal}{ok} | {nimg / d:.2f} | "
+                f"{best('dials', alg, n, 'wall_s') / best('findspots', alg, n, 'wall_s'):.2f}x | "
+                f"{goal}{ok} | {nimg / d:.2f} | "
                 f"{nimg / f:.2f} | {npix * nimg / 1e6 / d / n:.1f} | {npix * nimg / 1e6 / f / n:.1f} | "
                 f"{dcpu:.1f} | {cpu:.1f} | {dcpu / cpu:.2f}x |"
             )
     if len(nprocs) > 1 and 1 in nprocs:
-        lines += ["", "## Scaling (wall time at nproc=1 / wall time at nproc=N)", "",
-                  "| algorithm | N | DIALS | findspots | DIALS best | findspots best | findspots goal |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Scaling (wall time at nproc=1 / wall time at nproc=N)",
+            "",
+            "| algorithm | N | DIALS | findspots | DIALS best | findspots best | findspots goal |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for alg in algs:
             for n in nprocs[1:]:
                 d = med("dials", alg, 1, "wall_s") / med("dials", alg, n, "wall_s")
@@ -258,11 +317,17 @@ def report(runs: list[dict], meta: dict) -> str:
                 lines.append(
                     f"| {alg} | {n} | {prog} | {_gb(med(prog, alg, n, 'parent_rss_peak'))} | "
                     f"{_gb(worker) if worker else '-'} | {_gb(med(prog, alg, n, 'tree_pss_peak'))} | "
-                    f"{_gb(med(prog, alg, n, 'tree_rss_peak'))} | {_gb(med(prog, alg, n, 'maxrss_time_kb') * 1e3)} |"
+                    f"{_gb(med(prog, alg, n, 'tree_rss_peak'))} | "
+                    f"{_gb(med(prog, alg, n, 'maxrss_time_kb') * 1e3)} |"
                 )
-    lines += ["", "## Same spots?", "",
-              "| algorithm | nproc | DIALS spots | findspots spots | DIALS strong px | findspots strong px | "
-              "max xyz diff (px) |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Same spots?",
+        "",
+        "| algorithm | nproc | DIALS spots | findspots spots | DIALS strong px | findspots strong px | "
+        "max xyz diff (px) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for alg in algs:
         for n in nprocs:
             d = groups.get(("dials", alg, n), [])
@@ -282,18 +347,28 @@ def report(runs: list[dict], meta: dict) -> str:
             )
     sources = sorted({r.get("source") for r in runs if r.get("source")})
     if len(sources) > 1:
-        lines += ["", f"**Note: findspots' source changed during the benchmark** ({', '.join(sources)}; "
-                  "see the `source` column)."]
-    lines += ["", "## All runs", "",
-              "`others' CPU`: CPU seconds the rest of the machine used during the run (interference; the "
-              "machine is shared). Each run started once the machine was idle (or after `--max-wait` seconds).",
-              "", "| round | program | algorithm | nproc | wall s | CPU s | others' CPU s | parent GB | "
-              "worker GB | tree PSS GB | spots | source |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**Note: findspots' source changed during the benchmark** ({', '.join(sources)}; "
+            "see the `source` column).",
+        ]
+    lines += [
+        "",
+        "## All runs",
+        "",
+        "`others' CPU`: CPU seconds the rest of the machine used during the run (interference; the "
+        "machine is shared). Each run started once the machine was idle (or after `--max-wait` seconds).",
+        "",
+        "| round | program | algorithm | nproc | wall s | CPU s | others' CPU s | parent GB | "
+        "worker GB | tree PSS GB | spots | source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         lines.append(
             f"| {r['round']} | {r['program']} | {r['algorithm']} | {r['nproc']} | {r['wall_s']:.2f} | "
             f"{r['cpu_s']:.1f} | {r.get('others_cpu_s', 0.0):.1f} | {_gb(r['parent_rss_peak'])} | "
-            f"{_gb(r['worker_rss_peak'])} | {_gb(r['tree_pss_peak'])} | {r['spots']} | {r.get('source', '')} |"
+            f"{_gb(r['worker_rss_peak'])} | {_gb(r['tree_pss_peak'])} | {r['spots']} | "
+            f"{r.get('source', '')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -319,10 +394,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--programs", default="dials,findspots")
     ap.add_argument("--out", help="results file (default benchmarks/results/run_<sweep>.md, plus .json)")
     ap.add_argument("--no-warm-up", action="store_true")
-    ap.add_argument("--max-wait", type=float, default=180.0,
-                    help="before each run, wait up to this many seconds for an idle machine (0: never wait)")
-    ap.add_argument("--findspots-args", default="",
-                    help="extra findspots parameters, space separated (e.g. 'output.report=None')")
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=180.0,
+        help="before each run, wait up to this many seconds for an idle machine (0: never wait)",
+    )
+    ap.add_argument(
+        "--findspots-args",
+        default="",
+        help="extra findspots parameters, space separated (e.g. 'output.report=None')",
+    )
     ap.add_argument("--from-json", help="only re-render the report of an earlier run's .json")
     args = ap.parse_args(argv)
     if args.from_json:
@@ -341,14 +423,25 @@ def main(argv: list[str] | None = None) -> int:
     expt = dials_import(paths) if "dials" in programs else Path("-")
     workdir = Path(tempfile.mkdtemp(prefix="findspots-run-", dir=bench_root(args.root)))
     meta = dict(
-        sweep=spec.name, folder=str(paths[0].parent), detector=spec.detector, width=width, height=height,
-        nimages=len(paths), dials_version=dials_version(), findspots_version=findspots_version(),
-        cpus=os.cpu_count(), cpu_model=_cpu_model(),
+        sweep=spec.name,
+        folder=str(paths[0].parent),
+        detector=spec.detector,
+        width=width,
+        height=height,
+        nimages=len(paths),
+        dials_version=dials_version(),
+        findspots_version=findspots_version(),
+        cpus=os.cpu_count(),
+        cpu_model=_cpu_model(),
         mem_gb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
-        python=platform.python_version(), rounds=args.rounds, date=time.strftime("%Y-%m-%d %H:%M"),
+        python=platform.python_version(),
+        rounds=args.rounds,
+        date=time.strftime("%Y-%m-%d %H:%M"),
         findspots_args=args.findspots_args,
     )
-    print(f"{meta['sweep']}: DIALS {meta['dials_version']}, findspots {meta['findspots_version']}", flush=True)
+    print(
+        f"{meta['sweep']}: DIALS {meta['dials_version']}, findspots {meta['findspots_version']}", flush=True
+    )
     if not args.no_warm_up:
         warm_up(paths, expt, workdir)
     out = Path(args.out) if args.out else HERE / "results" / f"run_{spec.name}.md"
@@ -364,22 +457,28 @@ def main(argv: list[str] | None = None) -> int:
                     extra = args.findspots_args.split() if prog == "findspots" else None
                     res, summary = run_program(prog, alg, n, paths, expt, workdir, extra, wait=args.max_wait)
                     xyz_of[(prog, alg, n)] = summary.pop("xyz")
-                    row = dict(round=rnd + 1, program=prog, algorithm=alg, nproc=n, **summary,
-                               **res.as_dict())
+                    row = dict(
+                        round=rnd + 1, program=prog, algorithm=alg, nproc=n, **summary, **res.as_dict()
+                    )
                     row["cpu_s"] = res.user_s + res.sys_s
                     row["source"] = source_hash()  # findspots may be edited while this runs
                     if prog == "findspots":
                         row["xyz_diff"] = _xyz_diff(xyz_of.get(("dials", alg, n)), xyz_of[(prog, alg, n)])
                     runs.append(row)
                     partial.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
-                    print(f"round {rnd + 1} {prog:9s} {alg:19s} nproc={n}: {res.wall_s:6.1f} s "
-                          f"cpu {row['cpu_s']:6.1f} s parent {_gb(res.parent_rss_peak)} GB "
-                          f"worker {_gb(res.worker_rss_peak)} GB tree PSS {_gb(res.tree_pss_peak)} GB, "
-                          f"{summary['spots']} spots; others' CPU {res.others_cpu_s:.1f} s", flush=True)
+                    print(
+                        f"round {rnd + 1} {prog:9s} {alg:19s} nproc={n}: {res.wall_s:6.1f} s "
+                        f"cpu {row['cpu_s']:6.1f} s parent {_gb(res.parent_rss_peak)} GB "
+                        f"worker {_gb(res.worker_rss_peak)} GB tree PSS {_gb(res.tree_pss_peak)} GB, "
+                        f"{summary['spots']} spots; others' CPU {res.others_cpu_s:.1f} s",
+                        flush=True,
+                    )
     for r in runs:
         if r["program"] == "findspots" and r.get("xyz_diff") is None:
-            r["xyz_diff"] = _xyz_diff(xyz_of.get(("dials", r["algorithm"], r["nproc"])),
-                                      xyz_of.get(("findspots", r["algorithm"], r["nproc"])))
+            r["xyz_diff"] = _xyz_diff(
+                xyz_of.get(("dials", r["algorithm"], r["nproc"])),
+                xyz_of.get(("findspots", r["algorithm"], r["nproc"])),
+            )
     shutil.rmtree(workdir, ignore_errors=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
     partial.unlink(missing_ok=True)

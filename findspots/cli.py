@@ -131,7 +131,7 @@ def _stopped(err: BaseException) -> int:
 _HINTS = (
     (lambda m: m.endswith(": no such file"), "check the path (and that its disk is mounted)"),
     (
-        lambda m: m.startswith(("Unknown parameter", "Ambiguous parameter")),
+        lambda m: m.startswith(("Unknown parameter", "Ambiguous parameter")) and "Did you mean" not in m,
         "'findspots -c -e 3' lists every parameter",
     ),
     (
@@ -184,7 +184,11 @@ def _check_writable(path: str, parameter: str = "output.reflections") -> None:
 
 def _check_outputs(params) -> None:
     """Every file the run will write can be written (before any image is read)."""
-    _check_writable(params.output.reflections)
+    out = params.output
+    _check_writable(out.reflections)
+    for name in ("experiments", "datablock", "report"):
+        if getattr(out, name, None):
+            _check_writable(getattr(out, name), f"output.{name}")
     sf = params.spotfinder
     if sf.write_hot_mask:
         _check_writable(f"{sf.hot_mask_prefix}_0.npy", "spotfinder.hot_mask_prefix")
@@ -197,16 +201,32 @@ def _sizes(sequence) -> str:
 def _check_sweep_sizes(sequences: list) -> None:
     """Consecutive images of one template (one sweep) must have one size: an image of another size
     is a wrong or damaged file, which would otherwise silently cut the sweep in three."""
+    from collections import Counter
+
     from findspots.images import ImageError
 
-    for prev, seq in zip(sequences, sequences[1:], strict=False):
-        same_sweep = seq.template == prev.template and seq.image_numbers[0] == prev.image_numbers[-1] + 1
-        if same_sweep and _sizes(seq) != _sizes(prev):
-            raise ImageError(
-                f"{seq.paths[0]}: image {seq.image_numbers[0]} is {_sizes(seq)} pixels but images "
-                f"{prev.image_numbers[0]}..{prev.image_numbers[-1]} of its sweep are {_sizes(prev)}; "
-                "remove or replace the files that do not belong to the sweep"
-            )
+    sweeps: list[list] = []  # runs of sequences with one template and consecutive numbers
+    for seq in sequences:
+        last = sweeps[-1][-1] if sweeps else None
+        if last and seq.template == last.template and seq.image_numbers[0] == last.image_numbers[-1] + 1:
+            sweeps[-1].append(seq)
+        else:
+            sweeps.append([seq])
+    for sweep in sweeps:
+        images = Counter()
+        for seq in sweep:
+            images[_sizes(seq)] += len(seq.image_numbers)
+        if len(images) < 2:
+            continue
+        usual = images.most_common(1)[0][0]
+        odd = next(seq for seq in sweep if _sizes(seq) != usual)
+        first, last = odd.image_numbers[0], odd.image_numbers[-1]
+        which = f"image {first} is" if first == last else f"images {first}..{last} are"
+        raise ImageError(
+            f"{odd.paths[0]}: {which} {_sizes(odd)} pixels but the other images of its sweep "
+            f"({sweep[0].image_numbers[0]}..{sweep[-1].image_numbers[-1]}) are {usual}; "
+            "remove or replace the files that do not belong to the sweep"
+        )
 
 
 def _geometry_users(params) -> list[str]:

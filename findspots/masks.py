@@ -291,7 +291,8 @@ def static_masks(sequence, filter_params, lookup_mask: list[np.ndarray] | None =
         apply_border(mask, f.border)
         apply_untrusted(mask, f.untrusted, index)
         panel_ranges = list(ranges)
-        mu = None if f.disable_parallax_correction else panel_mu(panel, beam.wavelength)
+        needs_geometry = bool(panel_ranges) or f.ice_rings.filter
+        mu = None if f.disable_parallax_correction or not needs_geometry else panel_mu(panel, beam.wavelength)
         if f.ice_rings.filter:
             panel_ranges += _ice_ring_ranges(f.ice_rings, panel, beam.s0, mu)
         if panel_ranges:

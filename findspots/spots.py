@@ -55,6 +55,15 @@ def group_components(keys: np.ndarray, values: np.ndarray, labels: np.ndarray, n
     return Components(keys[order], values[order], start)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _zyx(key, npix, width):
+    """(z, y, x) of a pixel key ``z * npix + y * width + x``."""
+    z = key // npix
+    r = key - z * npix
+    y = r // width
+    return z, y, r - y * width
+
+
 @numba.njit(cache=True, nogil=True)
 def _measure(keys, values, start, width, npix, bbox, xyz, var, intensity, peak):
     for k in range(start.size - 1):
@@ -67,11 +76,7 @@ def _measure(keys, values, start, width, npix, bbox, xyz, var, intensity, peak):
         best = np.float32(-np.inf)
         px = py = pz = 0
         for p in range(a, b):
-            key = keys[p]
-            z = key // npix
-            r = key - z * npix
-            y = r // width
-            x = r - y * width
+            z, y, x = _zyx(keys[p], npix, width)
             x0 = min(x0, x)
             x1 = max(x1, x + 1)
             y0 = min(y0, y)
@@ -89,11 +94,7 @@ def _measure(keys, values, start, width, npix, bbox, xyz, var, intensity, peak):
             w = np.float32(values[p])
             if w > best:
                 best = w
-                key = keys[p]
-                pz = key // npix
-                r = key - pz * npix
-                py = r // width
-                px = r - py * width
+                pz, py, px = _zyx(keys[p], npix, width)
         bbox[k, 0] = x0
         bbox[k, 1] = x1
         bbox[k, 2] = y0
@@ -123,11 +124,7 @@ def _measure(keys, values, start, width, npix, bbox, xyz, var, intensity, peak):
             continue
         vx = vy = vz = 0.0
         for p in range(a, b):
-            key = keys[p]
-            z = key // npix
-            r = key - z * npix
-            y = r // width
-            x = r - y * width
+            z, y, x = _zyx(keys[p], npix, width)
             w = np.float64(np.float32(values[p]))
             vx += w * (x + 0.5 - mx) ** 2
             vy += w * (y + 0.5 - my) ** 2

@@ -117,8 +117,8 @@ def test_sliding_window_path_equals_summed_area_table_on_integer_images(seed):
     mask = rng.random(image.shape) > 0.05
     for value_test in (True, False):
         for gain in (0.0, 1.3):
-            for min_count, kernel in ((2, (3, 3)), (49, (3, 3)), (3, (1, 4))):
-                sat, sliding = _both_paths(image, mask, value_test, gain, min_count, kernel)
+            for count, kernel in ((2, (3, 3)), (49, (3, 3)), (3, (1, 4))):
+                sat, sliding = _both_paths(image, mask, value_test, gain, count, kernel)
                 np.testing.assert_array_equal(sat, sliding)
     # and the public functions pick the sliding path for these images with identical results
     from findspots.threshold.dispersion import _integer_valued

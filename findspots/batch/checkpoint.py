@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ class Checkpoints:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return _unpack(z)
-        except (OSError, ValueError, KeyError):
-            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # damaged (e.g. a disk filled up): recompute the block
 
     def save(self, key: str, result: BlockResult) -> None:
         """Store ``result`` atomically."""

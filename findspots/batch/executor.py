@@ -90,7 +90,7 @@ def local_dask_executor(nproc: int) -> DaskExecutor:
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,
     )
     return DaskExecutor(cluster)
 

@@ -125,6 +125,15 @@ class DispersionThreshold:
 
 
 def _dispersion(name: str, p) -> DispersionThreshold:
+    where = "spotfinder.threshold.dispersion"
+    for field in ("kernel_size", "min_local", "sigma_background", "sigma_strong"):
+        if getattr(p, field) is None:
+            raise ParameterError(f"{where}.{field}=None: a value is needed")
+    if len(p.kernel_size) != 2 or not all(0 <= k <= 1000 for k in p.kernel_size):
+        raise ParameterError(
+            f"{where}.kernel_size={','.join(map(str, p.kernel_size))}: "
+            "two half-sizes between 0 and 1000 are needed"
+        )
     kernel = tuple(int(k) for k in p.kernel_size)
     min_count(kernel, p.min_local)  # validate once, before any image is read
     if p.gain is not None and p.gain <= 0:

@@ -357,6 +357,19 @@ def _prepare(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return image, mask
 
 
+def _dispersion_pass(
+    image, mask, exact, kernel_size, sigma_background, sigma_strong, min_local, threshold, gain, value_test
+) -> np.ndarray:
+    """The classic test (``value_test``) or the extended pass-1 flag, by the exact fast path if possible."""
+    out = np.empty(image.shape, np.bool_)
+    kernel = _sliding_dispersion if exact else _dispersion_kernel
+    ky, kx = int(kernel_size[0]), int(kernel_size[1])
+    count = min_count(kernel_size, min_local)
+    use = _stat_mask(image, mask)
+    kernel(image, mask, use, ky, kx, sigma_background, sigma_strong, count, threshold, gain, value_test, out)
+    return out
+
+
 def dispersion(
     image: np.ndarray,
     mask: np.ndarray,
@@ -369,23 +382,19 @@ def dispersion(
 ) -> np.ndarray:
     """Classic DIALS dispersion threshold: boolean array of strong pixels (True = strong)."""
     image, mask = _prepare(image, mask)
-    out = np.empty(image.shape, np.bool_)
-    kernel = _sliding_dispersion if _exact(image) else _dispersion_kernel
-    kernel(
+    g = float(gain) if gain else 0.0
+    return _dispersion_pass(
         image,
         mask,
-        _stat_mask(image, mask),
-        int(kernel_size[0]),
-        int(kernel_size[1]),
+        _exact(image),
+        kernel_size,
         float(sigma_background),
         float(sigma_strong),
-        min_count(kernel_size, min_local),
+        min_local,
         float(global_threshold),
-        float(gain) if gain else 0.0,
+        g,
         True,
-        out,
     )
-    return out
 
 
 def dispersion_extended(
@@ -403,20 +412,8 @@ def dispersion_extended(
     ky, kx = int(kernel_size[0]), int(kernel_size[1])
     g = float(gain) if gain else 0.0
     exact = _exact(image)
-    flag = np.empty(image.shape, np.bool_)
-    (_sliding_dispersion if exact else _dispersion_kernel)(
-        image,
-        mask,
-        _stat_mask(image, mask),
-        ky,
-        kx,
-        float(sigma_background),
-        0.0,
-        min_count(kernel_size, min_local),
-        0.0,
-        g,
-        False,
-        flag,
+    flag = _dispersion_pass(
+        image, mask, exact, kernel_size, float(sigma_background), 0.0, min_local, 0.0, g, False
     )
     core = _chessboard_core(flag, mask, min(ky, kx))
     out = np.empty(image.shape, np.bool_)

@@ -329,19 +329,10 @@ def test_parameter_parser(args, stdin):
             parsed = parse_arguments(args)
     except PhilError:
         return
-    assume(not _known_threshold_issue(parsed.params))
     try:
         check_parameters(parsed.params)  # what the command checks before reading any image
     except (PhilError, FindSpotsError):
         pass
-
-
-def _known_threshold_issue(params) -> bool:
-    """Values that threshold._dispersion does not check yet (reported; see test_bad_inputs's xfails)."""
-    d = params.spotfinder.threshold.dispersion
-    if None in (d.kernel_size, d.min_local, d.sigma_strong, d.sigma_background):
-        return True
-    return min(d.kernel_size) < 0 or max(d.kernel_size) > 10000
 
 
 @FUZZ

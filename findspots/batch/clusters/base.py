@@ -59,7 +59,7 @@ class ClusterBackend:
             "memory": memory,
             "python": config.get("python") or sys.executable,
             "log_directory": str(workdir / "logs"),
-            "scheduler_options": {"dashboard_address": ":0"},
+            "scheduler_options": {"dashboard_address": "127.0.0.1:0"},
         }
         if mp.walltime:
             opts["walltime"] = mp.walltime
