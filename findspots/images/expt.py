@@ -352,13 +352,29 @@ def read_experiments(path: str) -> list[ImageSequence]:
     directory = Path(path).resolve().parent
     try:
         if isinstance(data, dict) and data.get("__id__") == "ExperimentList":
-            return sequences_from_experiments(data, directory)
-        blocks = data if isinstance(data, list) else [data]
-        if blocks and all(isinstance(b, dict) and b.get("__id__") == "DataBlock" for b in blocks):
-            return sequences_from_datablocks(blocks, directory)
-    except (KeyError, IndexError, TypeError, ValueError) as e:
+            sequences = sequences_from_experiments(data, directory)
+        else:
+            blocks = data if isinstance(data, list) else [data]
+            if not blocks or not all(isinstance(b, dict) and b.get("__id__") == "DataBlock" for b in blocks):
+                raise ImageError(f"{path}: JSON is neither an ExperimentList nor a DataBlock list")
+            sequences = sequences_from_datablocks(blocks, directory)
+    except ImageError as e:
+        message = str(e)
+        raise ImageError(message if Path(path).name in message else f"{path}: {message}") from e
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
         raise ImageError(f"{path}: malformed experiment file ({type(e).__name__}: {e})") from e
-    raise ImageError(f"{path}: JSON is neither an ExperimentList nor a DataBlock list")
+    for seq in sequences:
+        _check_finite(path, seq)
+    return sequences
+
+
+def _check_finite(path: str, seq: ImageSequence) -> None:
+    """Experiment files are validated: NaN or infinite geometry is refused, naming the file."""
+    vectors = [np.atleast_1d(seq.beam.wavelength), np.asarray(seq.beam.direction, float)]
+    for panel in seq.detector:
+        vectors += [panel.origin, panel.fast_axis, panel.slow_axis, np.asarray(panel.pixel_size, float)]
+    if not all(np.isfinite(v).all() for v in vectors):
+        raise ImageError(f"{path}: the experiment file has a non-finite beam or detector value; correct it")
 
 
 # ----------------------------------------------------------------------------------- writing

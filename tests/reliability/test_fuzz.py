@@ -411,11 +411,6 @@ def mutated_json(draw, original):
     return data
 
 
-@pytest.mark.xfail(
-    reason="images/expt.py: AttributeError/OverflowError escape on mistyped entries, NaN/inf geometry is "
-    "accepted, several errors name the folder or nothing instead of the .expt file",
-    strict=False,
-)
 @FUZZ
 @given(st.data())
 def test_experiment_json_mutations(fuzz_dir, experiments, data):
