@@ -27,6 +27,7 @@ class ProcPeak:
     name: str
     rss: int = 0  # bytes
     pss: int = 0
+    cpu_s: float = 0.0  # user + sys CPU seconds, as last seen (children it reaped included)
 
 
 @dataclass
@@ -61,6 +62,12 @@ class RunResult:
         return r.rss if r else 0
 
     @property
+    def parent_cpu_s(self) -> float:
+        """CPU seconds of the program's own process (as last polled)."""
+        r = self.root
+        return r.cpu_s if r else 0.0
+
+    @property
     def worker_rss_peak(self) -> int:
         """Largest peak RSS of any process but the program itself (0 when it had no children)."""
         return max((p.rss for p in self.procs.values() if p.depth > 0), default=0)
@@ -75,6 +82,7 @@ class RunResult:
             maxrss_time_kb=self.maxrss_time_kb,
             parent_rss_peak=self.parent_rss_peak,
             worker_rss_peak=self.worker_rss_peak,
+            parent_cpu_s=self.parent_cpu_s,
             tree_rss_peak=self.tree_rss_peak,
             tree_pss_peak=self.tree_pss_peak,
             others_cpu_s=self.others_cpu_s,
@@ -206,6 +214,8 @@ def run_measured(
                 for pid, (p, depth) in tree.items():
                     try:
                         rss = p.memory_info().rss
+                        ct = p.cpu_times()
+                        cpu = ct.user + ct.system
                         pss = p.memory_full_info().pss if want_pss else 0
                     except (psutil.Error, OSError):
                         continue
@@ -213,6 +223,7 @@ def run_measured(
                     if rec is None:
                         rec = procs[pid] = ProcPeak(pid, depth, _short_name(p))
                     rec.rss = max(rec.rss, rss)
+                    rec.cpu_s = max(rec.cpu_s, cpu)
                     rec.pss = max(rec.pss, pss)
                     rss_sum += rss
                     pss_sum += pss
