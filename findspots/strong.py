@@ -43,6 +43,11 @@ class StrongFinder:
     rejected: frozenset[int] = frozenset()
     max_strong_fraction: float | None = 0.25
     compute_mean_background: bool = False
+    # the sequence's static masks ANDed with ours, made on first use (not pickled)
+    _static: list[np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_static": None}
 
     @property
     def panel_shapes(self) -> list[tuple[int, int]]:
@@ -81,9 +86,10 @@ class StrongFinder:
         data = raw if exact_raw else seq.get_corrected(index, raw)
         result = ImageStrong(frame=frame, count=0)
         backgrounds = []
-        masks = seq.get_mask(index, raw)
-        for p, (d, image_mask, static) in enumerate(zip(data, masks, self.static_masks, strict=True)):
-            mask = image_mask & static
+        if self._static is None:
+            self._static = [s & f for s, f in zip(seq.static_masks(), self.static_masks, strict=True)]
+        masks = seq.get_mask(index, raw, self._static)
+        for p, (d, mask) in enumerate(zip(data, masks, strict=True)):
             if frame in self.rejected:
                 strong = np.zeros(d.shape, bool)
             else:

@@ -99,13 +99,12 @@ def test_min_local_zero_means_full_kernel():
 def _both_paths(image, mask, value_test, gain, min_count=2, kernel=(3, 3)):
     from findspots.threshold.dispersion import _dispersion_kernel, _sliding_dispersion, _stat_mask
 
-    use = _stat_mask(image, mask)
-    outs = []
-    for fn in (_dispersion_kernel, _sliding_dispersion):
-        out = np.empty(image.shape, bool)
-        fn(image, mask, use, kernel[0], kernel[1], 6.0, 3.0, min_count, 0.0, gain, value_test, out)
-        outs.append(out)
-    return outs
+    settings = (kernel[0], kernel[1], 6.0, 3.0, min_count, 0.0, gain, value_test)
+    sat = np.empty(image.shape, bool)
+    _dispersion_kernel(image, mask, _stat_mask(image, mask), *settings, sat)
+    sliding = np.empty(image.shape, bool)
+    assert _sliding_dispersion(image, mask.view(np.uint8), *settings, sliding)
+    return sat, sliding
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from findspots.images import ImageError
+from findspots.images.trusted import trusted_and_static
 
 STILL_WIDTH = 1e-7  # |oscillation width| below this makes a scan "still" (dxtbx Scan::is_still)
 GAIN_TOLERANCE = 1e-7  # a panel gain counts as "not 1" only beyond this (dxtbx imageset)
@@ -79,18 +80,20 @@ class Panel:
                 mask[y0:y1, x0:x1] = False
         return mask
 
-    def trusted_mask(self, raw: np.ndarray) -> np.ndarray:
-        """True where lo <= raw <= hi (both inclusive; the raw, uncorrected values)."""
+    def trusted_mask(self, raw: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:
+        """True where lo <= raw <= hi (both inclusive; the raw, uncorrected values), AND ``static``."""
         lo, hi = self.trusted_range
         if raw.dtype.kind in "iu":
-            # Integer bounds avoid converting the whole image to float.
+            # Integer bounds compare exactly with the raw counts, without converting them to float.
             info = np.iinfo(raw.dtype)
-            lo_i = int(min(max(np.ceil(lo), info.min), info.max))
-            hi_i = int(max(min(np.floor(hi), info.max), info.min))
             if np.ceil(lo) > info.max or np.floor(hi) < info.min:
                 return np.zeros(raw.shape, dtype=bool)
-            return (raw >= lo_i) & (raw <= hi_i)
-        return (raw >= lo) & (raw <= hi)
+            lo = raw.dtype.type(min(max(np.ceil(lo), info.min), info.max))
+            hi = raw.dtype.type(max(min(np.floor(hi), info.max), info.min))
+        else:
+            # as numpy compares a float array with Python floats: in the array's own precision
+            lo, hi = raw.dtype.type(lo), raw.dtype.type(hi)
+        return trusted_and_static(raw, static, lo, hi)
 
     def pixel_to_lab(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
         """Lab coordinates (..., 3) mm of pixel position (x, y); plain px->mm, no parallax correction.
@@ -409,12 +412,16 @@ class ImageSequence:
             self._static = masks
         return self._static
 
-    def get_mask(self, index: int, raw: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """Per-panel bool masks (True = valid): static mask AND trusted range on the raw data."""
+    def get_mask(
+        self, index: int, raw: list[np.ndarray] | None = None, static: list[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        """Per-panel bool masks (True = valid): static mask AND trusted range on the raw data.
+
+        ``static`` replaces ``static_masks()``, e.g. by those masks already ANDed with others.
+        """
         raw = self.get_raw(index) if raw is None else raw
-        masks = [
-            s & p.trusted_mask(r) for s, p, r in zip(self.static_masks(), self.detector, raw, strict=True)
-        ]
+        static = self.static_masks() if static is None else static
+        masks = [p.trusted_mask(r, s) for s, p, r in zip(static, self.detector, raw, strict=True)]
         if self.shadow is not None:
             shadow = self.shadow.mask(self.detector, self.angle(index))
             masks = [m & s for m, s in zip(masks, shadow, strict=True)]

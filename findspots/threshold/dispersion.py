@@ -4,10 +4,12 @@ Conventions (SPEC Part B §1.2-1.4):
 - ``kernel_size = (ky, kx)``: half-sizes along rows (slow) and columns (fast); the window is the
   inclusive box ``[j-ky, j+ky] x [i-kx, i+kx]`` clipped to the image, never padded.
 - Pixels contribute to the window sums when masked-in and below 2**24.
-- Integer-valued images (raw counts, the usual case) take a sliding-window path: per-column sums
-  over the window's rows are updated as rows enter and leave, and a running sum along each row adds
-  the column entering and subtracts the one leaving. Every partial sum is then an integer below
-  2**53, so the sums, and the strong pixels, are exactly those of any other summation order.
+- Integer-valued images (raw counts, the usual case) take a sliding-window path: int64 sums per
+  column over the window's rows are updated as rows enter and leave, and slid along each row. The
+  sums are exact integers, so the strong pixels are exactly those of any other summation order
+  (a usable value <= -2**24, whose square could overflow, sends the image to the table path).
+  The loops are written so that LLVM vectorises them; the value test runs only where the
+  dispersion test passed.
 - Other images (gain- or pedestal-corrected) use a summed-area table built row by row (running row
   sum added to the table row above) and read by four-corner inclusion-exclusion, DIALS's own order,
   so non-integer sums round, and ties fall, the same way as in DIALS. Only ``2*ky + 2`` table rows
@@ -152,48 +154,45 @@ def _dispersion_kernel(image, mask, use, ky, kx, nsig_b, nsig_s, min_count, thre
 
 
 @numba.njit(cache=True, nogil=True)
-def _chessboard_core(flag, mask, erosion):
+def _chessboard_core(flag, valid, erosion):
     """Valid flagged pixels whose chessboard distance to the nearest unflagged pixel >= erosion.
 
-    Two-pass 8-neighbour chamfer transform (exact for the chessboard metric); pixels outside
-    the image never count as unflagged.
+    That distance is >= erosion exactly when every pixel of the (2 erosion - 1)-wide square
+    around the pixel is flagged; pixels outside the image count as flagged. ``flag`` and
+    ``valid`` are uint8 (0/1) arrays; unflagged pixels are counted with sliding sums.
     """
     h, w = flag.shape
-    big = h + w + 1
-    dist = np.empty((h, w), np.int32)
-    for j in range(h):
-        for i in range(w):
-            if not flag[j, i]:
-                dist[j, i] = 0
-                continue
-            d = big
-            if j > 0:
-                d = min(d, dist[j - 1, i] + 1)
-                if i > 0:
-                    d = min(d, dist[j - 1, i - 1] + 1)
-                if i < w - 1:
-                    d = min(d, dist[j - 1, i + 1] + 1)
-            if i > 0:
-                d = min(d, dist[j, i - 1] + 1)
-            dist[j, i] = d
-    for j in range(h - 1, -1, -1):
-        for i in range(w - 1, -1, -1):
-            d = dist[j, i]
-            if d == 0:
-                continue
-            if j < h - 1:
-                d = min(d, dist[j + 1, i] + 1)
-                if i > 0:
-                    d = min(d, dist[j + 1, i - 1] + 1)
-                if i < w - 1:
-                    d = min(d, dist[j + 1, i + 1] + 1)
-            if i < w - 1:
-                d = min(d, dist[j, i + 1] + 1)
-            dist[j, i] = d
     core = np.empty((h, w), np.bool_)
-    for j in range(h):
+    r = erosion - 1
+    if r < 0:
+        for j in range(h):
+            for i in range(w):
+                core[j, i] = (valid[j, i] != 0) & (flag[j, i] != 0)
+        return core
+    padded = np.zeros(w + 2 * r, np.int32)  # unflagged pixels per column over rows j-r..j+r
+    columns = padded[r : r + w]
+    ahead = padded[2 * r :]
+    unflagged = np.empty(w, np.int32)
+    for j in range(-r, h):
+        if j + r < h:
+            row = flag[j + r]
+            for i in range(w):
+                columns[i] += np.int32(row[i] == 0)
+        if j - r - 1 >= 0:
+            row = flag[j - r - 1]
+            for i in range(w):
+                columns[i] -= np.int32(row[i] == 0)
+        if j < 0:
+            continue
+        count = np.int32(0)
+        for i in range(2 * r):
+            count += padded[i]
         for i in range(w):
-            core[j, i] = mask[j, i] and flag[j, i] and dist[j, i] >= erosion
+            count += ahead[i]
+            unflagged[i] = count
+            count -= padded[i]
+        for i in range(w):
+            core[j, i] = (valid[j, i] != 0) & (flag[j, i] != 0) & (unflagged[i] == 0)
     return core
 
 
@@ -239,95 +238,179 @@ def _integer_valued(image):
     return True
 
 
+IBIG = 1 << 24  # BIG as an integer, for the integer window sums
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_row(image, use, r, sign, cn, cs, cq, want_q):
-    """Add (sign 1) or remove (sign -1) row ``r`` of the usable pixels from the column sums."""
-    for i in range(image.shape[1]):
-        if use[r, i]:
-            v = image[r, i]
-            cn[i] += sign
-            cs[i] += sign * v
-            if want_q:
-                cq[i] += sign * v * v
+def _usable(value, valid):
+    """Whether a pixel enters the window sums: valid (nonzero) and below 2**24."""
+    return (valid != 0) & (value < IBIG)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _update_columns(row, valid, sign, cn, cs, cq, want_q):
+    """Add (sign 1) or remove (sign -1) a row's usable pixels to/from the per-column sums.
+
+    Returns whether a usable value is <= -2**24, whose square could overflow the int64 sums.
+    One loop per sum, each indexed from 0 over row-sized views, is what lets LLVM vectorise.
+    """
+    for i in range(row.size):
+        cn[i] += sign * np.int32(_usable(row[i], valid[i]))
+    negative = False
+    for i in range(row.size):
+        v = np.int64(row[i])
+        use = _usable(row[i], valid[i])
+        cs[i] += sign * (v if use else 0)
+        negative |= use & (v <= -IBIG)
+    if want_q:
+        for i in range(row.size):
+            v = np.int64(row[i])
+            cq[i] += sign * (v * v if _usable(row[i], valid[i]) else 0)
+    return negative
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_windows(padded_n, padded_s, padded_q, span, wn, ws, wq):
+    """Window sums along a row from column sums padded with ``span - 1`` zeros in all."""
+    w = wn.size
+    ahead_n = padded_n[span - 1 :]
+    ahead_s = padded_s[span - 1 :]
+    ahead_q = padded_q[span - 1 :]
+    n = np.int32(0)
+    s = np.int64(0)
+    q = np.int64(0)
+    for i in range(span - 1):
+        n += padded_n[i]
+        s += padded_s[i]
+        q += padded_q[i]
+    for i in range(w):
+        n += ahead_n[i]
+        s += ahead_s[i]
+        q += ahead_q[i]
+        wn[i] = n
+        ws[i] = s
+        wq[i] = q
+        n -= padded_n[i]
+        s -= padded_s[i]
+        q -= padded_q[i]
 
 
 @numba.njit(cache=True, nogil=True)
-def _sliding_dispersion(
-    image, mask, use, ky, kx, nsig_b, nsig_s, min_count, threshold, gain, value_test, out
-):
-    """The test of ``_dispersion_kernel`` with sliding window sums (integer-valued images only)."""
+def _sliding_dispersion(image, valid, ky, kx, nsig_b, nsig_s, min_count, threshold, gain, value_test, out):
+    """The test of ``_dispersion_kernel`` from exact integer window sums (integer-valued images).
+
+    ``valid`` is the mask as uint8. Window sums are kept per column over the window's rows and
+    slid along each row; the dispersion test then runs branch-free over the row and the value
+    test only at the pixels it flags. Returns False, leaving ``out`` unfinished, when a usable
+    value is <= -2**24 (its square could overflow): the caller then uses ``_dispersion_kernel``.
+    """
     h, w = image.shape
-    cn = np.zeros(w, np.int64)
-    cs = np.zeros(w, np.float64)
-    cq = np.zeros(w, np.float64)
-    root = np.sqrt(2.0 * (np.arange((2 * ky + 1) * (2 * kx + 1) + 1) - 1.0).clip(0))
+    span = 2 * kx + 1
+    padded_n = np.zeros(w + span - 1, np.int32)
+    padded_s = np.zeros(w + span - 1, np.int64)
+    padded_q = np.zeros(w + span - 1, np.int64)
+    cn = padded_n[kx : kx + w]
+    cs = padded_s[kx : kx + w]
+    cq = padded_q[kx : kx + w]
+    wn = np.empty(w, np.int32)
+    ws = np.empty(w, np.int64)
+    wq = np.empty(w, np.int64)
+    flagged = np.empty(w, np.bool_)
     for r in range(min(ky, h)):
-        _add_row(image, use, r, 1, cn, cs, cq, True)
+        if _update_columns(image[r], valid[r], 1, cn, cs, cq, True):
+            return False
     for j in range(h):
-        if j + ky < h:
-            _add_row(image, use, j + ky, 1, cn, cs, cq, True)
+        if j + ky < h and _update_columns(image[j + ky], valid[j + ky], 1, cn, cs, cq, True):
+            return False
         if j - ky - 1 >= 0:
-            _add_row(image, use, j - ky - 1, -1, cn, cs, cq, True)
-        m = np.int64(0)
-        x = 0.0
-        y = 0.0
-        for i in range(min(kx, w)):
-            m += cn[i]
-            x += cs[i]
-            y += cq[i]
+            _update_columns(image[j - ky - 1], valid[j - ky - 1], -1, cn, cs, cq, True)
+        _row_windows(padded_n, padded_s, padded_q, span, wn, ws, wq)
+        valid_row = valid[j]
+        anything = False
         for i in range(w):
-            if i + kx < w:
-                m += cn[i + kx]
-                x += cs[i + kx]
-                y += cq[i + kx]
-            if i - kx - 1 >= 0:
-                m -= cn[i - kx - 1]
-                x -= cs[i - kx - 1]
-                y -= cq[i - kx - 1]
-            if not mask[j, i]:
-                out[j, i] = not value_test
-                continue
-            v = image[j, i]
-            if m < min_count or x < 0 or (value_test and not v > threshold):
-                out[j, i] = False
-                continue
-            out[j, i] = _test(m, x, y, v, nsig_b, nsig_s, gain, value_test, root[m])
+            m = np.float64(wn[i])
+            x = np.float64(ws[i])
+            y = np.float64(wq[i])
+            root = np.sqrt(2.0 * (m - 1))
+            if gain > 0:
+                a = m * y - x * x
+                c = gain * x * ((m - 1) + nsig_b * root)
+            else:
+                a = m * y - x * x - x * (m - 1)
+                c = x * nsig_b * root
+            flag = (valid_row[i] != 0) & (wn[i] >= min_count) & (x >= 0) & (a > c)
+            flagged[i] = flag
+            anything |= flag
+        row_out = out[j]
+        if not value_test:
+            # pass 1 of the extended test: masked pixels are flagged, so they never seed erosion
+            for i in range(w):
+                row_out[i] = flagged[i] | (valid_row[i] == 0)
+            continue
+        for i in range(w):
+            row_out[i] = False
+        if not anything:
+            continue
+        row = image[j]
+        for i in range(w):
+            if flagged[i] and row[i] > threshold:
+                m = np.int64(wn[i])
+                x = np.float64(ws[i])
+                b = m * row[i] - x
+                if gain > 0:
+                    d = nsig_s * math.sqrt(gain * x * m)
+                else:
+                    d = nsig_s * math.sqrt(x * m)
+                row_out[i] = b > d
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
-def _sliding_final(image, mask, core, ky, kx, nsig_s, threshold, gain, out):
-    """Pass 2 of the extended test with sliding window sums (integer-valued images only)."""
+def _sliding_final(image, valid, core, ky, kx, nsig_s, threshold, gain, out):
+    """Pass 2 of the extended test from exact integer window sums (integer-valued images).
+
+    Column sums cover valid, non-core pixels; window sums are only formed at core pixels, the
+    only ones that can be strong. Returns False, leaving ``out`` unfinished, when a usable value
+    is <= -2**24 (see ``_sliding_dispersion``).
+    """
     h, w = image.shape
-    use = np.empty((h, w), np.bool_)
-    for j in range(h):
+    span = 2 * kx + 1
+    padded_n = np.zeros(w + span - 1, np.int32)
+    padded_s = np.zeros(w + span - 1, np.int64)
+    cn = padded_n[kx : kx + w]
+    cs = padded_s[kx : kx + w]
+    unused = np.zeros(1, np.int64)
+    background = np.empty(w, np.uint8)
+    for r in range(-ky, h):
+        if r + ky < h:
+            k = r + ky
+            for i in range(w):
+                background[i] = (valid[k, i] != 0) & (not core[k, i])
+            if _update_columns(image[k], background, 1, cn, cs, unused, False):
+                return False
+        if r - ky - 1 >= 0:
+            k = r - ky - 1
+            for i in range(w):
+                background[i] = (valid[k, i] != 0) & (not core[k, i])
+            _update_columns(image[k], background, -1, cn, cs, unused, False)
+        if r < 0:
+            continue
+        row_out = out[r]
+        anything = False
         for i in range(w):
-            use[j, i] = mask[j, i] and not core[j, i] and image[j, i] < BIG
-    cn = np.zeros(w, np.int64)
-    cs = np.zeros(w, np.float64)
-    cq = np.zeros(1, np.float64)
-    for r in range(min(ky, h)):
-        _add_row(image, use, r, 1, cn, cs, cq, False)
-    for j in range(h):
-        if j + ky < h:
-            _add_row(image, use, j + ky, 1, cn, cs, cq, False)
-        if j - ky - 1 >= 0:
-            _add_row(image, use, j - ky - 1, -1, cn, cs, cq, False)
-        m = np.int64(0)
-        x = 0.0
-        for i in range(min(kx, w)):
-            m += cn[i]
-            x += cs[i]
+            row_out[i] = False
+            anything |= core[r, i]
+        if not anything:
+            continue
         for i in range(w):
-            if i + kx < w:
-                m += cn[i + kx]
-                x += cs[i + kx]
-            if i - kx - 1 >= 0:
-                m -= cn[i - kx - 1]
-                x -= cs[i - kx - 1]
-            if not (mask[j, i] and core[j, i]):
-                out[j, i] = False
-                continue
-            out[j, i] = _final_test(m, x, image[j, i], nsig_s, threshold, gain)
+            if core[r, i]:
+                m = np.int64(0)
+                x = np.int64(0)
+                for d in range(span):
+                    m += padded_n[i + d]
+                    x += padded_s[i + d]
+                row_out[i] = _final_test(m, np.float64(x), image[r, i], nsig_s, threshold, gain)
+    return True
 
 
 def min_count(kernel_size: tuple[int, int], min_local: int) -> int:
@@ -362,11 +445,12 @@ def _dispersion_pass(
 ) -> np.ndarray:
     """The classic test (``value_test``) or the extended pass-1 flag, by the exact fast path if possible."""
     out = np.empty(image.shape, np.bool_)
-    kernel = _sliding_dispersion if exact else _dispersion_kernel
     ky, kx = int(kernel_size[0]), int(kernel_size[1])
     count = min_count(kernel_size, min_local)
-    use = _stat_mask(image, mask)
-    kernel(image, mask, use, ky, kx, sigma_background, sigma_strong, count, threshold, gain, value_test, out)
+    settings = (ky, kx, sigma_background, sigma_strong, count, threshold, gain, value_test, out)
+    if exact and _sliding_dispersion(image, mask.view(np.uint8), *settings):
+        return out
+    _dispersion_kernel(image, mask, _stat_mask(image, mask), *settings)
     return out
 
 
@@ -415,8 +499,10 @@ def dispersion_extended(
     flag = _dispersion_pass(
         image, mask, exact, kernel_size, float(sigma_background), 0.0, min_local, 0.0, g, False
     )
-    core = _chessboard_core(flag, mask, min(ky, kx))
+    core = _chessboard_core(flag.view(np.uint8), mask.view(np.uint8), min(ky, kx))
     out = np.empty(image.shape, np.bool_)
-    final = _sliding_final if exact else _extended_final
-    final(image, mask, core, ky + 2, kx + 2, float(sigma_strong), float(global_threshold), g, out)
+    settings = (ky + 2, kx + 2, float(sigma_strong), float(global_threshold), g, out)
+    if exact and _sliding_final(image, mask.view(np.uint8), core, *settings):
+        return out
+    _extended_final(image, mask, core, *settings)
     return out
