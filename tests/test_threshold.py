@@ -1,5 +1,7 @@
 """Dispersion thresholds: the worked examples of SPEC §1.6 and §1.7, and edge rules."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,46 @@ def test_sliding_window_path_equals_summed_area_table_on_integer_images(seed):
 
     assert _integer_valued(image) and not _integer_valued(image + 0.5)
     assert dispersion_extended(image, mask).sum() > 0
+
+
+def test_very_negative_usable_values_take_the_table_path():
+    """A usable value <= -2**24 could overflow the integer sums: the result is the table path's."""
+    module = importlib.import_module("findspots.threshold.dispersion")  # the package shadows the name
+
+    rng = np.random.default_rng(7)
+    image = rng.poisson(5, size=(40, 50)).astype(np.int64)
+    image[20, 20:23] = 60
+    image[30:36, 30:36] = 90
+    image[5, 5] = -(2**40)
+    mask = np.ones(image.shape, bool)
+    valid = mask.view(np.uint8)
+    use = module._stat_mask(image, mask)
+    out = np.empty(image.shape, bool)
+    assert not module._sliding_dispersion(image, valid, 3, 3, 6.0, 3.0, 2, 0.0, 0.0, True, out)
+    module._dispersion_kernel(image, mask, use, 3, 3, 6.0, 3.0, 2, 0.0, 0.0, True, out)
+    np.testing.assert_array_equal(dispersion(image, mask), out)
+    flag = np.empty(image.shape, bool)
+    module._dispersion_kernel(image, mask, use, 3, 3, 6.0, 0.0, 2, 0.0, 0.0, False, flag)
+    core = module._chessboard_core(flag.view(np.uint8), valid, 3)
+    assert not module._sliding_final(image, valid, core, 5, 5, 3.0, 0.0, 0.0, out)
+    module._extended_final(image, mask, core, 5, 5, 3.0, 0.0, 0.0, out)
+    np.testing.assert_array_equal(dispersion_extended(image, mask), out)
+    assert out.sum() > 0
+
+
+@pytest.mark.parametrize("erosion", [0, 1, 2, 3, 5])
+def test_erosion_keeps_pixels_at_chessboard_distance_at_least_erosion(erosion):
+    """Brute force: distance to the nearest unflagged pixel in the image (outside never counts)."""
+    from findspots.threshold.dispersion import _chessboard_core
+
+    rng = np.random.default_rng(erosion)
+    flag = rng.random((23, 31)) < 0.85
+    valid = rng.random(flag.shape) < 0.95
+    rows, cols = np.nonzero(~flag)
+    expect = np.zeros(flag.shape, bool)
+    for j in range(flag.shape[0]):
+        for i in range(flag.shape[1]):
+            dist = np.max(np.abs([rows - j, cols - i]), axis=0).min() if rows.size else 10**9
+            expect[j, i] = flag[j, i] and valid[j, i] and dist >= erosion
+    core = _chessboard_core(flag.view(np.uint8), valid.view(np.uint8), erosion)
+    np.testing.assert_array_equal(core, expect)
