@@ -8,9 +8,8 @@ numbered by each component's smallest key, which is DIALS's output row order.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 
 def _links(keys: np.ndarray, step: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -42,10 +41,38 @@ def label_pixels(keys: np.ndarray, width: int, height: int, three_d: bool) -> tu
         pairs.append(_links(keys, npix, None))
     src = np.concatenate([p[0] for p in pairs])
     dst = np.concatenate([p[1] for p in pairs])
-    graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n, n))
-    ncomp, raw = connected_components(graph, directed=False)
-    # Rank components by their first (smallest-key) pixel; keys are sorted, so first index.
-    _, first = np.unique(raw, return_index=True)
-    rank = np.empty(ncomp, np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(ncomp)
-    return rank[raw], ncomp
+    return _components(n, src, dst)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _root(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
+        i = parent[i]
+    return i
+
+
+@numba.njit(cache=True, nogil=True)
+def _components(n, src, dst):
+    """Union-find over the links; each component's root is its smallest index (first key).
+
+    Labels then follow the order of first keys: component k is the k-th root met in index order.
+    """
+    parent = np.arange(n)
+    for e in range(src.size):
+        a = _root(parent, src[e])
+        b = _root(parent, dst[e])
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    labels = np.empty(n, np.int64)
+    count = 0
+    for i in range(n):
+        r = _root(parent, i)
+        if r == i:
+            labels[i] = count
+            count += 1
+        else:
+            labels[i] = labels[r]
+    return labels, count
