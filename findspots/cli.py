@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -108,6 +109,14 @@ def _on_signal(signum, frame) -> None:
 
 
 _on_sigterm = _on_signal  # the name main() used to install
+
+
+def _ignore_stop_signals() -> None:
+    """At interpreter exit: Python puts back the default action of handled signals while it shuts
+    down, so a late SIGTERM (a batch system sends a second one) would turn exit status 143 into a
+    kill; the exit status is decided by then, so ignore them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _raise_if_stopped() -> None:
@@ -330,7 +339,7 @@ def run(argv: list[str]) -> int:
         _check_outputs(params)
         check_parameters(params)
         started = time.perf_counter()
-        sequences = load_inputs(args.data_args)
+        sequences = load_inputs(args.data_args, verify_md5=params.input.verify_md5)
         _check_sweep_sizes(sequences)
         _check_geometry(sequences, params)
         checkpoints = Checkpoints(Path(f"{out.reflections}.findspots-checkpoint"))
@@ -385,6 +394,7 @@ def main() -> None:
     _stop.update(signum=None, count=0, exiting=False)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    atexit.register(_ignore_stop_signals)
     try:
         code = run(sys.argv[1:])
         _stop["exiting"] = True  # from here on a signal no longer interrupts the exit

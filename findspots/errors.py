@@ -24,3 +24,7 @@ class NotYetSupported(ParameterError):
 
 class TooManyStrongPixels(FindSpotsError):
     """An image has more strong pixels than ``max_strong_pixel_fraction`` allows."""
+
+
+class WorkerDied(FindSpotsError):
+    """A block killed its worker process (e.g. out of memory) as many times as allowed."""

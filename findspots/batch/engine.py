@@ -30,6 +30,15 @@ class OrderedImageLog:
             self.next += 1
 
 
+def block_images(sequence, block: range) -> str:
+    """The images of a block as the user numbers them, e.g. 'images 21-40 of x_#####.cbf'."""
+    numbers = getattr(sequence, "image_numbers", None)
+    first, last = (numbers[block[0]], numbers[block[-1]]) if numbers else (block[0] + 1, block[-1] + 1)
+    images = f"image {first}" if first == last else f"images {first}-{last}"
+    template = getattr(sequence, "template", None)
+    return f"{images} of {template}" if template else images
+
+
 def run_range(
     finder,
     plan: Plan,
@@ -55,8 +64,12 @@ def run_range(
         log.info("Resumed %d of %d blocks from %s", n - len(todo), n, checkpoints.folder)
     tasks = [(plan.blocks[b], b > 0, b < n - 1, three_d, limits) for b in todo]
     progress = Progress(sum(len(plan.blocks[b]) for b in todo))
+
+    def describe(i: int) -> str:
+        return block_images(finder.sequence, plan.blocks[todo[i]])
+
     try:
-        for i, result in executor.run(process_block, finder, tasks):
+        for i, result in executor.run(process_block, finder, tasks, describe):
             b = todo[i]
             if checkpoints is not None:
                 checkpoints.save(keys[b], result)

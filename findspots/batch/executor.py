@@ -1,7 +1,9 @@
-"""Executors: run block tasks in-process or on a dask cluster, yielding results as they finish.
+"""Executors: run block tasks in-process, on forked local processes or on a dask cluster, yielding
+results as they finish.
 
-One interface (``Executor.run``); the cluster behind a dask executor is the only difference
-between local processes and scheduler jobs.
+One interface (``Executor.run``). Local runs (``nproc > 1``) use a pool of forked processes
+(:mod:`findspots.batch.local_pool`), or a dask LocalCluster with ``mp.dashboard=True``; the cluster
+behind a dask executor is the only difference between that and scheduler jobs.
 """
 
 from __future__ import annotations
@@ -11,16 +13,33 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from findspots.errors import WorkerDied
+
 log = logging.getLogger("findspots")
 
 # A dead worker's block is rerun on another worker; a block that kills this many workers fails.
 ALLOWED_WORKER_DEATHS = 3
 
 
-class Executor:
-    """Runs ``fn(shared, *args)`` for each args tuple; yields ``(index, result)`` as they finish."""
+def worker_died(deaths: int, what: str, how: str | None = None) -> WorkerDied:
+    """The error of a task that killed ``deaths`` worker processes (``how``: the last one's end)."""
+    ended = f" ({how})" if how else ""
+    return WorkerDied(
+        f"a worker process died {deaths} times on {what}{ended}, e.g. out of memory; "
+        "use fewer processes (nproc) or smaller blocks (mp.chunksize)"
+    )
 
-    def run(self, fn: Callable, shared: Any, tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+
+class Executor:
+    """Runs ``fn(shared, *args)`` for each args tuple; yields ``(index, result)`` as they finish.
+
+    ``describe(i)`` says what task ``i`` is (e.g. "images 21-40 of x_#####.cbf") in the error of a
+    task that keeps killing its workers.
+    """
+
+    def run(
+        self, fn: Callable, shared: Any, tasks: Sequence[tuple], describe: Callable[[int], str] | None = None
+    ) -> Iterator[tuple[int, Any]]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -36,7 +55,7 @@ class Executor:
 class InProcessExecutor(Executor):
     """Runs tasks one after the other in this process: no start-up cost."""
 
-    def run(self, fn, shared, tasks):
+    def run(self, fn, shared, tasks, describe=None):
         for i, args in enumerate(tasks):
             yield i, fn(shared, *args)
 
@@ -53,8 +72,8 @@ class DaskExecutor(Executor):
         if link:
             log.info("Dask dashboard: %s", link)
 
-    def run(self, fn, shared, tasks):
-        from distributed import as_completed
+    def run(self, fn, shared, tasks, describe=None):
+        from distributed import KilledWorker, as_completed
 
         shared_future = self.client.scatter(shared, broadcast=True, hash=False)
         futures = {
@@ -65,7 +84,12 @@ class DaskExecutor(Executor):
         }
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                try:
+                    result = future.result()
+                except KilledWorker as err:
+                    what = describe(futures[future]) if describe else f"task {futures[future]}"
+                    raise worker_died(err.allowed_failures + 1, what) from None
+                yield futures[future], result
         finally:
             for future in futures:
                 future.cancel()
@@ -123,10 +147,16 @@ class ClusterExecutor(DaskExecutor):
 
 
 def make_executor(mp, nproc: int, njobs: int, workdir: Path | None) -> Executor:
-    """The executor for ``mp.method``/``nproc``/``njobs``."""
+    """The executor for ``mp.method``/``nproc``/``njobs`` (and ``mp.dashboard`` for local runs)."""
     method = mp.method
     if method in (None, "none"):
-        return InProcessExecutor() if nproc <= 1 else local_dask_executor(nproc)
+        if nproc <= 1:
+            return InProcessExecutor()
+        if getattr(mp, "dashboard", False):
+            return local_dask_executor(nproc)
+        from findspots.batch.local_pool import LocalPool
+
+        return LocalPool(nproc)
     if workdir is None:
         raise ValueError("a cluster executor needs a working folder")
     return ClusterExecutor(method, nproc, njobs, mp, workdir)

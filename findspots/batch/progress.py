@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
 
 log = logging.getLogger("findspots")
+
+
+@functools.cache
+def _bar_class() -> type:
+    """tqdm without its monitor thread: local workers are forked while a bar is shown, and forking
+    a process that has other threads risks the child inheriting a held lock."""
+    from tqdm import tqdm
+
+    return type("Bar", (tqdm,), {"monitor_interval": 0})
 
 
 class Progress:
@@ -19,9 +29,7 @@ class Progress:
         self._last_log = time.monotonic()
         self._bar = None
         if sys.stderr.isatty() and total > 1:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="img", desc=label, leave=False, file=sys.stderr)
+            self._bar = _bar_class()(total=total, unit="img", desc=label, leave=False, file=sys.stderr)
 
     def update(self, n: int) -> None:
         """Record ``n`` more images done."""

@@ -1,4 +1,5 @@
-"""CBF images: header parsing, experiment models from the header, pixel data through fabio.
+"""CBF images: header parsing, experiment models from the header, pixel data (byte-offset decoded here,
+other compressions through fabio).
 
 Two header flavours are understood:
 
@@ -117,10 +118,13 @@ class CbfHeader:
 
 
 @contextmanager
-def _open_binary(path: str) -> Iterator[BinaryIO]:
-    """The file's (decompressed) byte stream; gzip and bzip2 are recognised by their magic bytes."""
+def _open_binary(path: str, buffered: bool = True) -> Iterator[BinaryIO]:
+    """The file's (decompressed) byte stream; gzip and bzip2 are recognised by their magic bytes.
+
+    ``buffered=False`` suits reading the whole file: after the magic bytes and the seek back, a
+    buffered file's ``read()`` takes 4.4 ms for a 6 MB image, the raw file's 0.6 ms."""
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb", buffering=-1 if buffered else 0)
     except FileNotFoundError as e:
         raise ImageError(f"{path}: no such file") from e
     except OSError as e:
@@ -139,7 +143,7 @@ def _open_binary(path: str) -> Iterator[BinaryIO]:
 
 
 def _read_all(path: str) -> bytes:
-    with _open_binary(path) as fh:
+    with _open_binary(path, buffered=False) as fh:
         try:
             return fh.read()
         except (OSError, EOFError, zlib.error, ValueError) as e:
@@ -293,15 +297,18 @@ def read_header(path: str) -> CbfHeader:
 # ------------------------------------------------------------------------------------------- pixels
 
 
-def read_raw(path: str) -> np.ndarray:
-    """Decode the image array (slow, fast) of any CBF (also .gz/.bz2) in its native dtype."""
+def read_raw(path: str, verify_md5: bool = False) -> np.ndarray:
+    """Decode the image array (slow, fast) of any CBF (also .gz/.bz2) in its native dtype.
+
+    ``verify_md5`` also checks the binary data against the header's Content-MD5 (about 8 ms per
+    Pilatus 6M image; DIALS does not check it)."""
     data = _read_all(path)
     start = data.find(BINARY_START, max(data.find(BINARY_SECTION), 0))
     _check_is_cbf(path, data[:64], data.find(BINARY_SECTION) >= 0 and start >= 0)
     header = parse_header(path, data[:start])
     shape = header.shape
     _check_element_count(header, shape)
-    binary = _binary_section(header, data, start + len(BINARY_START))
+    binary = _binary_section(header, data, start + len(BINARY_START), verify_md5)
     if header.byte_offset and shape[0] * shape[1] > len(binary):  # each pixel takes at least one byte
         raise ImageError(
             f"{path}: corrupt CBF: {len(binary)} bytes of data cannot hold {shape[1]} x {shape[0]} pixels; "
@@ -316,7 +323,12 @@ def read_raw(path: str) -> np.ndarray:
     return _checked_array(header, arr, shape)
 
 
-def _decode(header: CbfHeader, data: bytes, binary: bytes, shape: tuple[int, int]) -> np.ndarray:
+def read_raw_verified(path: str) -> np.ndarray:
+    """``read_raw`` with the Content-MD5 check: a picklable reader for ``input.verify_md5=True``."""
+    return read_raw(path, verify_md5=True)
+
+
+def _decode(header: CbfHeader, data: bytes, binary: memoryview, shape: tuple[int, int]) -> np.ndarray:
     if header.byte_offset:
         return decode_byte_offset(binary, shape[0] * shape[1], _element_dtype(header), header.path, shape)
     from fabio.cbfimage import CbfImage  # other compressions (rare): fabio; imported here, it is slow
@@ -342,54 +354,101 @@ def _element_dtype(header: CbfHeader) -> np.dtype:
 # whose value -2**31 announces an 8-byte one (all little-endian, two's complement). A damaged stream is
 # reported, never decoded into plausible garbage: a stream that ends before the last pixel, an escape
 # cut short, or a running value outside the pixel type all fail.
+#
+# Speed: almost every delta is one byte, so the hot loop must not branch on the data beyond the escape
+# test: the byte is sign-extended by a cast (a compare-and-subtract is a branch that noisy images
+# mispredict), and the range check is one unsigned compare. While the longest delta (1 + 2 + 4 + 8
+# bytes) surely fits in what is left of the stream the loop needs no bounds checks; the last few pixels
+# go through a careful loop that checks every read. A noisy Pilatus 6M image decodes in about 6 ms
+# instead of 25 ms with a straightforward loop.
 _BO_OK, _BO_SHORT, _BO_CUT, _BO_RANGE = 0, 1, 2, 3
+_BO_LONGEST = 15  # bytes of the longest delta: 0x80, 0x8000, 0x80000000 and the 8-byte value
 
 
 @numba.njit(cache=True, nogil=True)
-def _byte_offset_kernel(buf, out, lo, hi):  # pragma: no cover - compiled
-    """Decode into ``out``; returns (status, pixel index, byte position) as in the codes above."""
-    m = buf.size
+def _int16_at(buf, pos):  # pragma: no cover - compiled
+    return np.int64(np.int16(np.uint16(buf[pos]) | (np.uint16(buf[pos + 1]) << np.uint16(8))))
+
+
+@numba.njit(cache=True, nogil=True)
+def _int32_at(buf, pos):  # pragma: no cover - compiled
+    u = np.uint32(buf[pos]) | (np.uint32(buf[pos + 1]) << np.uint32(8))
+    u |= (np.uint32(buf[pos + 2]) << np.uint32(16)) | (np.uint32(buf[pos + 3]) << np.uint32(24))
+    return np.int64(np.int32(u))
+
+
+@numba.njit(cache=True, nogil=True)
+def _int64_at(buf, pos):  # pragma: no cover - compiled
+    u = np.uint64(0)
+    for k in range(8):
+        u |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
+    return np.int64(u)
+
+
+@numba.njit(cache=True, nogil=True)
+def _escaped_delta(buf, pos):  # pragma: no cover - compiled
+    """(delta, next position) of the escaped delta after a 0x80 byte; all its bytes must be in ``buf``."""
+    d = _int16_at(buf, pos)
+    pos += 2
+    if d == -32768:
+        d = _int32_at(buf, pos)
+        pos += 4
+        if d == -2147483648:
+            d = _int64_at(buf, pos)
+            pos += 8
+    return d, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _fast_run(buf, out, lo, hi):  # pragma: no cover - compiled
+    """Decode while the longest delta surely fits; returns (status, next pixel, position, value)."""
+    span = np.uint64(hi - lo)
+    i = 0
     pos = 0
     value = np.int64(0)
-    for i in range(out.size):
+    while True:
+        # Each pixel takes at most _BO_LONGEST bytes, so this many pixels cannot read past the end.
+        block = min(out.size - i, (buf.size - pos) // _BO_LONGEST)
+        if block <= 0:
+            return _BO_OK, i, pos, value
+        for j in range(i, i + block):
+            d = np.int64(np.int8(buf[pos]))
+            pos += 1
+            if d == -128:
+                d, pos = _escaped_delta(buf, pos)
+                if d > hi - value or d < lo - value:  # before the sum: an 8-byte delta could overflow it
+                    return _BO_RANGE, j, pos, value
+            value += d
+            if np.uint64(value - lo) > span:  # below lo wraps to a huge unsigned number
+                return _BO_RANGE, j, pos, value
+            out[j] = value
+        i += block
+
+
+@numba.njit(cache=True, nogil=True)
+def _careful_run(buf, out, lo, hi, start, pos, value):  # pragma: no cover - compiled
+    """Decode pixels ``start``.. checking every read; returns (status, pixel index, byte position)."""
+    m = buf.size
+    for i in range(start, out.size):
         if pos >= m:
             return _BO_SHORT, i, pos
-        d = np.int64(buf[pos])
+        d = np.int64(np.int8(buf[pos]))
         pos += 1
-        if d >= 128:
-            d -= 256
         if d == -128:
             if pos + 2 > m:
                 return _BO_CUT, i, pos
-            d = np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8)
+            d = _int16_at(buf, pos)
             pos += 2
-            if d >= 32768:
-                d -= 65536
             if d == -32768:
                 if pos + 4 > m:
                     return _BO_CUT, i, pos
-                d = np.int64(0)
-                for k in range(4):
-                    d |= np.int64(buf[pos + k]) << (8 * k)
+                d = _int32_at(buf, pos)
                 pos += 4
-                if d >= 2147483648:
-                    d -= 4294967296
                 if d == -2147483648:
                     if pos + 8 > m:
                         return _BO_CUT, i, pos
-                    low = np.int64(0)
-                    high = np.int64(0)
-                    for k in range(4):
-                        low |= np.int64(buf[pos + k]) << (8 * k)
-                        high |= np.int64(buf[pos + 4 + k]) << (8 * k)
+                    d = _int64_at(buf, pos)
                     pos += 8
-                    if high >= 2147483648:
-                        high -= 4294967296
-                    # |value| <= 2**32, so a delta that would leave the pixel range is caught here
-                    # before the sum could overflow.
-                    if high > 1 or high < -2:
-                        return _BO_RANGE, i, pos
-                    d = high * 4294967296 + low
         if d > hi - value or d < lo - value:
             return _BO_RANGE, i, pos
         value += d
@@ -397,16 +456,32 @@ def _byte_offset_kernel(buf, out, lo, hi):  # pragma: no cover - compiled
     return _BO_OK, out.size, pos
 
 
+@numba.njit(cache=True, nogil=True)
+def _byte_offset_kernel(buf, out, lo, hi):  # pragma: no cover - compiled
+    """Decode into ``out``; returns (status, pixel index, byte position) as in the codes above."""
+    status, i, pos, value = _fast_run(buf, out, lo, hi)
+    if status != _BO_OK:
+        return status, i, pos
+    return _careful_run(buf, out, lo, hi, i, pos, value)
+
+
 def decode_byte_offset(
-    stream: bytes, count: int, dtype: np.dtype, path: str = "<stream>", shape: tuple[int, int] | None = None
+    stream: bytes | memoryview | np.ndarray,
+    count: int,
+    dtype: np.dtype,
+    path: str = "<stream>",
+    shape: tuple[int, int] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``count`` pixels of type ``dtype`` from a byte-offset stream; ImageError for a damaged stream.
 
-    Bytes after the last pixel are ignored (without X-Binary-Size the stream runs to the file's end)."""
+    Bytes after the last pixel are ignored (without X-Binary-Size the stream runs to the file's end).
+    ``out`` (C-contiguous, ``count`` elements of ``dtype``) is filled and returned instead of a new
+    array, so that a caller can reuse one buffer per image shape."""
     dtype = np.dtype(dtype)
     info = np.iinfo(dtype)
-    out = np.empty(count, dtype)
-    buf = np.frombuffer(stream, np.uint8)
+    out = _output_buffer(out, count, dtype)
+    buf = np.frombuffer(stream, np.uint8)  # no copy of the (large) stream
     status, i, pos = _byte_offset_kernel(buf, out, np.int64(info.min), np.int64(info.max))
     if status == _BO_SHORT:
         says = f"{shape[1]} x {shape[0]}" if shape else f"{count} pixels"
@@ -427,19 +502,30 @@ def decode_byte_offset(
     return out
 
 
-def _binary_section(header: CbfHeader, data: bytes, offset: int) -> bytes:
-    """The compressed binary block, checked against X-Binary-Size and Content-MD5."""
+def _output_buffer(out: np.ndarray | None, count: int, dtype: np.dtype) -> np.ndarray:
+    """A flat array of ``count`` ``dtype`` elements: a new one, or a flat view of a caller's buffer."""
+    if out is None:
+        return np.empty(count, dtype)
+    if out.dtype != dtype or out.size != count or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"output buffer must be a writeable C-contiguous array of {count} {dtype}")
+    return out.reshape(-1)
+
+
+def _binary_section(header: CbfHeader, data: bytes, offset: int, verify_md5: bool = False) -> memoryview:
+    """The compressed binary block (a view, not a copy), checked against X-Binary-Size and, with
+    ``verify_md5``, Content-MD5."""
+    view = memoryview(data)
     size = header.mime.get("x-binary-size", "")
     if not size.isdigit():
-        return data[offset:]
+        return view[offset:]
     available = len(data) - offset
     if available < int(size):
         raise ImageError(
             f"{header.path}: truncated CBF: binary section has {available} of {int(size)} bytes; {_DAMAGED}"
         )
-    binary = data[offset : offset + int(size)]
+    binary = view[offset : offset + int(size)]
     md5 = header.mime.get("content-md5")
-    if md5 and base64.b64encode(hashlib.md5(binary).digest()).decode() != md5:
+    if verify_md5 and md5 and base64.b64encode(hashlib.md5(binary).digest()).decode() != md5:
         raise ImageError(
             f"{header.path}: corrupt CBF: binary data does not match its Content-MD5; {_DAMAGED}"
         )

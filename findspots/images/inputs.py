@@ -15,7 +15,8 @@ import logging
 import os
 
 from findspots.images import ImageError
-from findspots.images.models import ImageSequence
+from findspots.images.cbf import read_raw_verified
+from findspots.images.models import ImageSequence, _default_reader
 
 log = logging.getLogger("findspots")
 
@@ -99,8 +100,10 @@ def _hdf5_sequence(path: str) -> ImageSequence:
     return seq
 
 
-def load_inputs(args: list[str]) -> list[ImageSequence]:
-    """Image sequences of the data arguments (files, globs, masters, experiment files), in order."""
+def load_inputs(args: list[str], verify_md5: bool = False) -> list[ImageSequence]:
+    """Image sequences of the data arguments (files, globs, masters, experiment files), in order.
+
+    ``verify_md5`` makes the CBF reader check each image's Content-MD5 (``input.verify_md5``)."""
     from findspots.images.expt import read_experiments
 
     paths = list(dict.fromkeys(_expand(args)))
@@ -118,4 +121,13 @@ def load_inputs(args: list[str]) -> list[ImageSequence]:
             out += read_experiments(p)
     if not out:
         raise ImageError(f"no images in {' '.join(args)}; {SUPPORTED}")
+    if verify_md5:
+        for seq in out:
+            _verify_cbf_checksums(seq)
     return out
+
+
+def _verify_cbf_checksums(seq: ImageSequence) -> None:
+    """Give a sequence read by the default (CBF) reader the reader that checks Content-MD5."""
+    if seq.reader is _default_reader:
+        seq.reader = read_raw_verified

@@ -14,6 +14,7 @@ import pytest
 from spotcompare import assert_same_spots
 from test_dials_parity import npz_shoeboxes, run_findspots
 
+from findspots.batch.local_pool import WORKER_NAME
 from findspots.refl import read_reflections
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,18 +104,20 @@ def test_changed_parameter_never_reuses_a_block(tmp_path):
 
 
 def worker_pids(parent: int) -> list[int]:
-    """dask worker processes started (spawned) by ``parent``."""
+    """The worker processes of the run ``parent``: its forked pool workers (named after the pool, as
+    their command line is the parent's) or spawned dask workers (``mp.dashboard=True``)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            comm = (entry / "comm").read_text().strip()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and "multiprocessing" in cmdline:
+        if ppid == parent and (comm == WORKER_NAME.decode() or "multiprocessing" in cmdline):
             pids.append(int(entry.name))
     return pids
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import bz2
 import json
+import pickle
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from findspots.images import Beam, ImageError, Panel, read_models, read_raw
+from findspots.images import Beam, ImageError, Panel, load_inputs, read_models, read_raw
 from findspots.images.cbf import parse_cif, pilatus_gap_rects, read_header
+from findspots.parameters import parse_arguments
 
 THAU_1 = "real/thaumatin_grid_i24_pilatus3_6m/thau_3_2_0001.cbf.bz2"
 LCYST_1 = "real/l_cysteine_i19_pilatus2m/l-cyst_01_00001.cbf.bz2"
@@ -113,7 +115,45 @@ def test_corrupt_binary_raises(p300k_files: list[str], tmp_path: Path) -> None:
     with pytest.raises(
         ImageError, match=r"bad_00001\.cbf: corrupt CBF: binary data does not match its Content-MD5"
     ):
-        read_raw(str(path))
+        read_raw(str(path), verify_md5=True)
+
+
+def _with_wrong_md5(source: str, path: Path) -> Path:
+    """A copy of ``source`` whose Content-MD5 line names another checksum (the pixel data are intact)."""
+    data = Path(source).read_bytes()
+    wrong = re.sub(rb"Content-MD5: [^\r\n]*", b"Content-MD5: AAAAAAAAAAAAAAAAAAAAAA==", data, count=1)
+    assert wrong != data
+    path.write_bytes(wrong)
+    return path
+
+
+def test_md5_mismatch_reads_by_default_and_fails_when_verified(
+    p300k_files: list[str], tmp_path: Path
+) -> None:
+    path = _with_wrong_md5(p300k_files[0], tmp_path / "sum_00001.cbf")
+    np.testing.assert_array_equal(read_raw(str(path)), read_raw(p300k_files[0], verify_md5=True))
+    with pytest.raises(ImageError) as err:
+        read_raw(str(path), verify_md5=True)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: corrupt CBF: binary data does not match its Content-MD5; ")
+
+
+def test_verify_md5_reaches_the_reader(p300k_files: list[str], tmp_path: Path) -> None:
+    for k in (1, 2):
+        _with_wrong_md5(p300k_files[k - 1], tmp_path / f"sum_{k:05d}.cbf")
+    files = sorted(str(p) for p in tmp_path.glob("*.cbf"))
+    (default,) = load_inputs(files)
+    assert default.get_raw(0)[0].shape == (619, 487)
+    (verified,) = load_inputs(files, verify_md5=True)
+    with pytest.raises(ImageError, match=r"sum_00001\.cbf: corrupt CBF: binary data does not match"):
+        verified.get_raw(0)
+    assert pickle.loads(pickle.dumps(verified.reader)) is verified.reader  # workers get it by reference
+
+
+def test_verify_md5_parameter_defaults_off() -> None:
+    assert parse_arguments(["x.cbf"]).params.input.verify_md5 is False
+    assert parse_arguments(["x.cbf", "verify_md5=True"]).params.input.verify_md5 is True
 
 
 def test_corrupt_binary_without_md5_raises(p300k_files: list[str], tmp_path: Path) -> None:

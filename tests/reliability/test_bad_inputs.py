@@ -134,15 +134,26 @@ DAMAGED_IMAGES = {
     "checksum mismatch": (_checksum, "does not match its Content-MD5"),
     "CBF without pixel data": (_cbf_without_data, "no binary data section"),
 }
+EXTRA_ARGS = {"checksum mismatch": ("input.verify_md5=True",)}  # Content-MD5 is checked only on request
 
 
 @pytest.mark.parametrize("case", DAMAGED_IMAGES)
 def test_damaged_image_is_named(tmp_path, originals, case):
     damage, what = DAMAGED_IMAGES[case]
     images = write_images(tmp_path, damage(list(originals)))
-    result = run_bad(tmp_path, images)
+    result = run_bad(tmp_path, images, *EXTRA_ARGS.get(case, ()))
     line = assert_clean_failure(result, tmp_path, "img_00002.cbf", DAMAGED, code=1)
     assert what in line
+
+
+def test_wrong_checksum_of_intact_data_is_read_by_default(tmp_path, originals):
+    # as in DIALS, the Content-MD5 line is not checked unless input.verify_md5=True
+    images = list(originals)
+    images[1] = re.sub(rb"Content-MD5:[^\r\n]*", b"Content-MD5: AAAAAAAAAAAAAAAAAAAAAA==", images[1], count=1)
+    assert images[1] != originals[1]
+    result = findspots([*write_images(tmp_path, images), "output.reflections=out.refl"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.refl").exists()
 
 
 def test_absurd_image_size(tmp_path, originals):
