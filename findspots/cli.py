@@ -13,6 +13,7 @@ from pathlib import Path
 
 from findspots import __version__
 from findspots.errors import FindSpotsError
+from findspots.malloc import reuse_freed_buffers
 
 log = logging.getLogger("findspots")
 
@@ -395,6 +396,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     atexit.register(_ignore_stop_signals)
+    reuse_freed_buffers()
     try:
         code = run(sys.argv[1:])
         _stop["exiting"] = True  # from here on a signal no longer interrupts the exit
