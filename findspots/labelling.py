@@ -76,3 +76,9 @@ def _components(n, src, dst):
         else:
             labels[i] = labels[r]
     return labels, count
+
+
+def load_compiled() -> None:
+    """Load the compiled labelling now: the first compiled function a process loads also sets up
+    numba itself (~0.3 s), which processes forked afterwards then inherit instead of repeating."""
+    label_pixels(np.arange(2, dtype=np.int64), 2, 2, True)

@@ -23,6 +23,7 @@ from findspots.blocks import RangeSpots, SizeLimits
 from findspots.errors import NotYetSupported, ParameterError
 from findspots.exclusions import rejected_frames
 from findspots.hot_mask import hot_mask, write_hot_mask
+from findspots.labelling import load_compiled
 from findspots.masks import check_mask_parameters, load_lookup_mask, static_masks
 from findspots.phil import to_dict
 from findspots.spots import concat_shoeboxes, measure, shoeboxes
@@ -259,6 +260,8 @@ def find_spots(
                 )
                 plan = plan_blocks(indices, nproc, mp.njobs or 1, chunksize, mp.min_chunksize or 1, mp.method)
                 _log_plan(plan, mp.method)
+                if plan.nproc > 1 and mp.method in (None, "none"):
+                    load_compiled()  # before the local workers are forked
                 executor = executors.get(plan.nproc, plan.njobs)
                 images, spots = run_range(
                     finder, plan, three_d, limits, executor, _log_image, checkpoints, f"{key}-{s}-{j0}-{j1}"
