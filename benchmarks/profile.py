@@ -1,26 +1,45 @@
 """Per-stage profile of findspots on the benchmark sweep, and its start-up time.
 
-Stages, timed separately on the first ``--nimages`` images of the sweep (default 20), with the same
-functions the pipeline calls:
+The stages are timed separately on the first ``--nimages`` images of the sweep (default 20). The
+pipeline objects are built the way ``findspots.pipeline.find_spots`` builds them (parameters,
+``StrongFinder``, threshold, static masks, size limits), and each stage calls the functions the
+pipeline calls, in the same order, on one process (nproc=1: one block):
 
-* decode: ``findspots.images.cbf.read_raw`` (split into file read, header parse, MD5 check and
-  byte-offset decompression), compared with ``fabio.open(path).data`` and with a small numba
-  byte-offset decoder written here (an idea for findspots, measured only);
-* correct + mask: ``ImageSequence.get_corrected`` (float64 copy) and ``get_mask`` (trusted range);
-* threshold: ``findspots.threshold.dispersion.dispersion`` / ``dispersion_extended`` (and the
-  compiled kernels inside them), plus extracting the strong pixels (``np.flatnonzero``);
-* labelling: sort of the pixel keys, ``findspots.labelling.label_pixels`` (3D) and
-  ``findspots.spots.group_components``;
-* measures: ``findspots.spots.measure`` and ``shoeboxes``;
-* write: ``findspots.refl.write_reflections`` of the table the pipeline would write.
+* input: ``load_inputs`` (the header of every image);
+* per image, what ``StrongFinder.find`` does:
 
-Then the whole program in this process under cProfile (``findspots.cli.run``, nproc=1), to show
-what the stage list misses, and start-up: ``python -c "import findspots.cli"``, the modules the
-run imports, the time to the first threshold call on a warm numba cache, and starting the dask
-cluster used for nproc > 1.
+  * decode: ``ImageSequence.get_raw`` (``cbf.read_raw``), with its parts: file read, header
+    (locate, ``parse_header``, checks) and ``decode_byte_offset``. Also timed, outside the sum: the
+    Content-MD5 check, which runs only with ``input.verify_md5=True``, and fabio's byte-offset
+    decoder on the same stream, for comparison;
+  * correct: ``get_corrected`` (float64), only where the pipeline needs it (gain or pedestal, or
+    non-integer data). Raw integer counts go to the threshold as they are;
+  * mask: ``get_mask(index, raw, static)`` and its fused numba kernel ``trusted._in_range``;
+  * threshold: the ``DispersionThreshold`` call, then its compiled kernels one by one on the same
+    image: classic ``_sliding_dispersion``; extended ``_sliding_dispersion`` (pass 1),
+    ``_chessboard_core`` (erosion) and ``_sliding_final`` (pass 2). Non-integer images, or the
+    overflow fallback, use ``_stat_mask``, ``_dispersion_kernel`` and ``_extended_final`` instead.
+    The kernels' result is checked against the threshold's;
+  * strong pixels: ``flatnonzero`` and the values, as ``StrongFinder.find`` stores them;
+  * check (outside the sum): ``StrongFinder.find`` itself, decode to strong pixels in one call,
+    which must give the same pixels;
 
-    .venv/bin/python benchmarks/profile.py                      # p6m sweep, 20 images
-    .venv/bin/python benchmarks/profile.py --nimages 10 --no-cprofile
+* once per run: labelling (``blocks._label``: sort, ``label_pixels`` union-find,
+  ``group_components``), the block's size split and hot-pixel candidates, the checkpoint file,
+  ``merge_blocks``, measures, filters and shoeboxes (``pipeline._add_range``), and the write
+  (``SpotRows.table`` and ``write_reflections``).
+
+Then the whole program in this process (``findspots.cli.run``, nproc=1, default report), once
+without and once under cProfile, to show what the stage list misses; and start-up: ``python -c
+"import findspots.cli"``, the modules a run imports, the first call of each compiled stage on a
+warm numba cache, a whole one-image run, and starting the worker pool used for nproc > 1.
+
+    .venv/bin/python benchmarks/profile.py                      # p6m sweep, 20 images, ~1 min
+    .venv/bin/python benchmarks/profile.py --nimages 3 --no-cprofile --no-startup --max-wait 0 \\
+        --out /tmp/profile_check.md                             # quick check of this script
+
+Output: ``results/profile_<sweep>.md`` and ``.json`` for the default 20 images,
+``results/profile_<sweep>_first<N>.md`` for another ``--nimages``, or ``--out``.
 """
 
 from __future__ import annotations
@@ -33,11 +52,14 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 import argparse  # noqa: E402
+import base64  # noqa: E402
+import contextlib  # noqa: E402
 import cProfile  # noqa: E402
 import hashlib  # noqa: E402
 import importlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import profile as _stdlib_profile  # noqa: E402,F401
 import pstats  # noqa: E402
 import re  # noqa: E402
@@ -45,6 +67,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from functools import reduce  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numba  # noqa: E402
@@ -56,254 +79,382 @@ sys.path.append(str(HERE))
 
 from make_sweep import make_sweep, preset  # noqa: E402
 from procmon import source_hash, wait_for_idle  # noqa: E402
-from prototypes import numba_read, sliding_dispersion, sliding_dispersion_extended  # noqa: E402
 
 PY = str(REPO / ".venv" / "bin" / "python")
+FINDSPOTS = str(REPO / ".venv" / "bin" / "findspots")
+DEFAULT_NIMAGES = 20
+
+# Row kinds: "stage" rows add up to the per-image sum, "part" rows (indented) are parts of the stage
+# above them, "extra" rows (alternatives, options, checks) are measured for comparison only.
+STAGE, PART, EXTRA = "stage", "part", "extra"
+# What calling a changed private function raises (numba: no matching signature); its rows are skipped.
+CHANGED_API = (AttributeError, TypeError, ValueError, numba.core.errors.NumbaError)
 
 
 # ----------------------------------------------------------------------------------------- timing
 
 
 class Timer:
-    """Accumulates seconds per stage name."""
+    """Accumulates seconds per row name, and the kind of each row."""
 
     def __init__(self):
         self.t: dict[str, list[float]] = {}
+        self.kind: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
 
-    def __call__(self, name, fn, *args, **kw):
+    def __call__(self, name, kind, fn, /, *args, **kw):
         t0 = time.perf_counter()
         out = fn(*args, **kw)
         self.t.setdefault(name, []).append(time.perf_counter() - t0)
+        self.kind.setdefault(name, kind)
         return out
+
+    def drop(self, prefix: str) -> None:
+        for name in [k for k in self.t if k.startswith(prefix)]:
+            del self.t[name]
+            self.kind.pop(name, None)
 
     def per_image_ms(self, name: str, nimages: int) -> float:
         return 1000 * sum(self.t.get(name, [])) / nimages
 
 
-def _read_raw_parts(tm: Timer, cbf, path: str, npix: int) -> None:
-    """The parts of ``read_raw`` (private findspots functions: skipped if they changed)."""
+def _decode_parts(tm: Timer, cbf, path: str) -> None:
+    """The parts of ``cbf.read_raw`` (private functions: the rows are skipped if they changed), the
+    optional MD5 check and fabio's decoder on the same stream."""
     from fabio import compression
 
-    names = [
-        "  read_raw: file read",
-        "  read_raw: header parse",
-        "  read_raw: MD5 check",
-        "  read_raw: fabio decByteOffset",
-        "  read_raw: reshape/astype check",
-    ]
+    prefix = "  read_raw: "
     try:
-        data = tm(names[0], cbf._read_all, path)
-        start = data.find(cbf.BINARY_START, max(data.find(cbf.BINARY_SECTION), 0))
-        header = tm(names[1], cbf.parse_header, path, data[:start])
-        binary = data[start + 4 : start + 4 + int(header.mime["x-binary-size"])]
-        tm(names[2], lambda b: hashlib.md5(b).digest(), binary)
-        dec = tm(names[3], compression.decByteOffset, binary, size=npix, dtype="int32")
-        tm(names[4], cbf._checked_array, header, np.asarray(dec), header.shape)
-    except Exception as e:  # noqa: BLE001 - a changed private API only skips these rows
-        for name in names:
-            tm.t.pop(name, None)
+        data = tm(f"{prefix}file read (_read_all)", PART, cbf._read_all, path)
+
+        def header_part(data):
+            start = data.find(cbf.BINARY_START, max(data.find(cbf.BINARY_SECTION), 0))
+            cbf._check_is_cbf(path, data[:64], data.find(cbf.BINARY_SECTION) >= 0 and start >= 0)
+            header = cbf.parse_header(path, data[:start])
+            shape = header.shape
+            cbf._check_element_count(header, shape)
+            binary = cbf._binary_section(header, data, start + len(cbf.BINARY_START), False)
+            return header, shape, binary
+
+        header, shape, binary = tm(f"{prefix}header (locate, parse_header, checks)", PART, header_part, data)
+        arr = tm(
+            f"{prefix}decode_byte_offset (numba)",
+            PART,
+            lambda: cbf._checked_array(header, cbf._decode(header, data, binary, shape), shape),
+        )
+
+        def md5_check(binary):  # what _binary_section does with verify_md5=True
+            return base64.b64encode(hashlib.md5(binary).digest()).decode() == header.mime.get("content-md5")
+
+        ok = tm(
+            "option: MD5 check (input.verify_md5=True only; not in the default path)",
+            EXTRA,
+            md5_check,
+            binary,
+        )
+        stream = bytes(binary)  # fabio takes bytes only; the copy is not timed
+        fab = tm(
+            "alt: fabio decByteOffset on the same stream (for comparison)",
+            EXTRA,
+            compression.decByteOffset,
+            stream,
+            size=shape[0] * shape[1],
+            dtype="int32",
+        )
+        if not ok or not np.array_equal(np.asarray(fab).reshape(shape), arr):
+            raise SystemExit(f"{path}: MD5 check failed or fabio's decoder disagrees")
+    except CHANGED_API as e:  # a changed private API only skips these rows
+        tm.drop(prefix)
         tm.skipped["read_raw parts"] = f"{type(e).__name__}: {e}"
 
 
-def _kernel_parts(tm: Timer, disp, image, mask, extended: bool) -> None:
-    """The compiled kernels inside the threshold, on the path findspots takes for ``image`` (the
-    sliding-window path for integer counts where findspots has one, else the summed-area table),
-    plus the summed-area kernel as an ``alt`` row when it is not the one used. Private findspots
-    functions: the rows are skipped if they changed."""
+def _mask_part(tm: Timer, panel, raw: np.ndarray, static: np.ndarray) -> None:
+    """The fused trusted-range kernel inside ``get_mask`` (private: skipped if it changed)."""
+    from findspots.images import trusted
+
+    try:
+        lo, hi = panel.trusted_range
+        if raw.dtype.kind in "iu":  # as Panel.trusted_mask: integer bounds for integer counts
+            info = np.iinfo(raw.dtype)
+            lo = raw.dtype.type(min(max(np.ceil(lo), info.min), info.max))
+            hi = raw.dtype.type(max(min(np.floor(hi), info.max), info.min))
+        else:
+            lo, hi = raw.dtype.type(lo), raw.dtype.type(hi)
+        out = np.empty(raw.shape, np.bool_)
+        static = np.ascontiguousarray(static, dtype=np.bool_)
+        tm(
+            "  kernel: trusted._in_range (trusted range & static, fused)",
+            PART,
+            trusted._in_range,
+            raw,
+            static.view(np.uint8),
+            lo,
+            hi,
+            out.view(np.uint8),
+        )
+    except CHANGED_API as e:
+        tm.drop("  kernel: trusted")
+        tm.skipped["mask kernel"] = f"{type(e).__name__}: {e}"
+
+
+def _kernel_parts(tm: Timer, disp, threshold, image, mask, strong, extended: bool) -> tuple[int, str]:
+    """The compiled kernels of the threshold, called as ``_dispersion_pass`` and
+    ``dispersion_extended`` call them, on the same image. Returns (pixels that differ from the
+    threshold's result, the path taken). Private functions: the rows are skipped if they changed."""
+    prefix = "  kernel: "
     try:
         img, msk = disp._prepare(image, mask)
-        exact = False
-        if hasattr(disp, "_exact") and hasattr(disp, "_sliding_dispersion"):
-            exact = tm("  kernel: _exact (integer-valued check)", disp._exact, img)
-        use = tm("  kernel: _stat_mask", disp._stat_mask, img, msk)
-        out = np.empty(img.shape, np.bool_)
-        first = disp._sliding_dispersion if exact else disp._dispersion_kernel
-        fname = "_sliding_dispersion" if exact else "_dispersion_kernel"
-        final = disp._sliding_final if exact else disp._extended_final
-        gname = "_sliding_final" if exact else "_extended_final"
-        if not extended:
-            tm(f"  kernel: {fname}", first, img, msk, use, 3, 3, 6.0, 3.0, 2, 0.0, 0.0, True, out)
+        valid = msk.view(np.uint8)
+        ky, kx = threshold.kernel_size
+        count = disp.min_count(threshold.kernel_size, threshold.min_local)
+        gain = float(threshold.gain) if threshold.gain else 0.0
+        sb, ss = float(threshold.sigma_background), float(threshold.sigma_strong)
+        glob = float(threshold.global_threshold)
+        exact = tm(f"{prefix}_exact (integer-valued check)", PART, disp._exact, img)
+        path = "sliding window (exact integer sums)" if exact else "summed-area table"
+
+        def first_pass(sigma_s, thr, value_test, suffix):
+            nonlocal path
+            out = np.empty(img.shape, np.bool_)
+            settings = (ky, kx, sb, sigma_s, count, thr, gain, value_test, out)
+            if exact and tm(
+                f"{prefix}_sliding_dispersion{suffix}", PART, disp._sliding_dispersion, img, valid, *settings
+            ):
+                return out
             if exact:
-                tm(
-                    "  kernel alt: _dispersion_kernel (summed-area table, used for corrected data)",
-                    disp._dispersion_kernel,
-                    img.astype(np.float64),
-                    msk,
-                    use,
-                    3,
-                    3,
-                    6.0,
-                    3.0,
-                    2,
-                    0.0,
-                    0.0,
-                    True,
-                    out,
+                path = "sliding window, fell back to the summed-area table"
+            use = tm(f"{prefix}_stat_mask{suffix}", PART, disp._stat_mask, img, msk)
+            tm(f"{prefix}_dispersion_kernel{suffix}", PART, disp._dispersion_kernel, img, msk, use, *settings)
+            return out
+
+        if not extended:
+            out = first_pass(ss, glob, True, "")
+        else:
+            flag = first_pass(0.0, 0.0, False, " (pass 1)")
+            core = tm(
+                f"{prefix}_chessboard_core (erosion)",
+                PART,
+                disp._chessboard_core,
+                flag.view(np.uint8),
+                valid,
+                min(ky, kx),
+            )
+            out = np.empty(img.shape, np.bool_)
+            settings = (ky + 2, kx + 2, ss, glob, gain, out)
+            if not (
+                exact
+                and tm(
+                    f"{prefix}_sliding_final (pass 2)", PART, disp._sliding_final, img, valid, core, *settings
                 )
-            return
-        flag = np.empty(img.shape, np.bool_)
-        tm(f"  kernel: {fname} (pass 1)", first, img, msk, use, 3, 3, 6.0, 0.0, 2, 0.0, 0.0, False, flag)
-        core = tm("  kernel: _chessboard_core (erosion)", disp._chessboard_core, flag, msk, 3)
-        tm(f"  kernel: {gname} (pass 2)", final, img, msk, core, 5, 5, 3.0, 0.0, 0.0, out)
-        if exact:
-            f64 = img.astype(np.float64)
-            tm(
-                "  kernel alt: _dispersion_kernel (pass 1, summed-area table)",
-                disp._dispersion_kernel,
-                f64,
-                msk,
-                use,
-                3,
-                3,
-                6.0,
-                0.0,
-                2,
-                0.0,
-                0.0,
-                False,
-                flag,
-            )
-            tm(
-                "  kernel alt: _extended_final (pass 2, summed-area table)",
-                disp._extended_final,
-                f64,
-                msk,
-                core,
-                5,
-                5,
-                3.0,
-                0.0,
-                0.0,
-                out,
-            )
-    except Exception as e:  # noqa: BLE001
-        for name in [k for k in tm.t if k.startswith("  kernel")]:
-            tm.t.pop(name, None)
+            ):
+                if exact:
+                    path = "sliding window, fell back to the summed-area table"
+                tm(f"{prefix}_extended_final (pass 2)", PART, disp._extended_final, img, msk, core, *settings)
+        return int((out != strong).sum()), path
+    except CHANGED_API as e:
+        tm.drop(prefix)
         tm.skipped["kernel parts"] = f"{type(e).__name__}: {e}"
+        return 0, "?"
+
+
+def pipeline_objects(paths: list[Path], algorithm: str, max_spot_size: int, tm: Timer):
+    """Parameters, sequence, finder and size limits, as ``find_spots`` makes them for one sequence."""
+    from findspots.blocks import SizeLimits
+    from findspots.images.inputs import load_inputs
+    from findspots.masks import load_lookup_mask, static_masks
+    from findspots.parameters import parse_arguments
+    from findspots.pipeline import check_roi, min_spot_size, with_maximum_trusted_value
+    from findspots.strong import StrongFinder
+    from findspots.threshold import make_threshold
+    from findspots.threshold.radial_profile import SequenceGeometry
+
+    argv = [*map(str, paths), f"threshold.algorithm={algorithm}", f"filter.max_spot_size={max_spot_size}"]
+    params = parse_arguments(argv).params
+    sf = params.spotfinder
+    seqs = tm(
+        "input: load_inputs (header of every image)",
+        STAGE,
+        load_inputs,
+        [str(p) for p in paths],
+        params.input.verify_md5,
+    )
+    if len(seqs) != 1 or len(seqs[0].detector) != 1:
+        raise SystemExit("the profile expects one sequence of single-panel images")
+    seq = with_maximum_trusted_value(seqs[0], params.maximum_trusted_value)
+    finder = StrongFinder(
+        sequence=seq,
+        static_masks=static_masks(seq, sf.filter, load_lookup_mask(sf.lookup.mask, seq.detector)),
+        threshold=make_threshold(sf.threshold, geometry=SequenceGeometry(seq.detector, seq.beam)),
+        roi=check_roi(sf.region_of_interest, seq),
+        max_strong_fraction=sf.filter.max_strong_pixel_fraction,
+        compute_mean_background=sf.compute_mean_background,
+    )
+    limits = SizeLimits(min_spot_size(sf.filter, seqs), sf.filter.max_spot_size)
+    finder.fix_global_threshold(0)
+    return params, seq, finder, limits
 
 
 def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer, dict]:
-    """Time every stage of the pipeline for one algorithm on ``paths`` (one block, 3D)."""
-    from findspots.blocks import SizeLimits
+    """Time every stage of the pipeline for one algorithm on ``paths`` (one block, nproc=1)."""
+    from findspots.batch.checkpoint import Checkpoints
+    from findspots.blocks import BlockResult, PanelResult, _empty, _label, merge_blocks
     from findspots.images import cbf
-    from findspots.images.sweeps import group_images
     from findspots.labelling import label_pixels
-    from findspots.pipeline import OVERLOADED, STRONG
+    from findspots.pipeline import SpotRows, _add_range, _filter_chain, experiments_of
     from findspots.refl import write_reflections
     from findspots.spots import group_components, measure, shoeboxes
+    from findspots.strong import ImageStrong
 
     disp = importlib.import_module("findspots.threshold.dispersion")  # the module, not the function
-
     tm = Timer()
-    seq = tm("sweep grouping (headers of all images)", group_images, [str(p) for p in paths])[0]
+    params, seq, finder, limits = pipeline_objects(paths, algorithm, max_spot_size, tm)
+    sf = params.spotfinder
+    three_d = not seq.is_still and not sf.force_2d
     panel = seq.detector[0]
     width, height = panel.image_size
     npix = width * height
-    static = seq.static_masks()
-    kernel = (3, 3)
-    keys_all, values_all = [], []
-    mismatches = 0
-    fabio = __import__("fabio")
-    for k, p in enumerate(paths):
-        path = str(p)
-        # -- decode, three ways (same result)
-        raw = tm("decode: read_raw (total)", cbf.read_raw, path)
-        _read_raw_parts(tm, cbf, path, npix)
-        fab = tm("decode alt: fabio.open(path).data", lambda q: fabio.open(q).data, path)
-        nb = tm("decode alt: numba byte-offset decoder", numba_read, path)
-        if k == 0 and not (np.array_equal(fab, raw) and np.array_equal(nb, raw)):
-            raise SystemExit("decoders disagree")
-        # -- correct + mask: like findspots.strong, raw integer counts without corrections go to the
-        # threshold as they are (where this findspots version does so), else the float64 corrected image
-        corrections = seq.corrections() if hasattr(seq, "corrections") else (True,)
-        raw_direct = not any(corrections) and raw.dtype.kind in "iu" and hasattr(disp, "_sliding_dispersion")
-        name = (
-            "correct alt: get_corrected (float64; not needed for raw counts)"
-            if raw_direct
-            else ("correct: get_corrected (float64)")
+    static = [s & f for s, f in zip(seq.static_masks(), finder.static_masks, strict=True)]
+    extended = algorithm == "dispersion_extended"
+    images: list[ImageStrong] = []
+    kernel_mismatch = find_mismatch = 0
+    paths_taken: set[str] = set()
+    for k, path in enumerate(seq.paths):
+        # -- decode (the sequence's reader is cbf.read_raw for these files), then its parts
+        raw = tm("decode: get_raw (cbf.read_raw)", STAGE, seq.get_raw, k)
+        _decode_parts(tm, cbf, path)
+        # -- like StrongFinder.find: raw integer counts without corrections go to the threshold as
+        # they are, anything else as the float64 corrected image
+        exact_raw = not any(seq.corrections()) and all(r.dtype.kind in "iu" for r in raw)
+        data = raw if exact_raw else tm("correct: get_corrected (float64)", STAGE, seq.get_corrected, k, raw)
+        mask = tm("mask: get_mask (trusted range & static)", STAGE, seq.get_mask, k, raw, static)[0]
+        _mask_part(tm, panel, raw[0], static[0])
+        d = data[0]
+        strong = tm(
+            "threshold: StrongFinder._threshold (the algorithm's call)", STAGE, finder._threshold, d, mask, 0
         )
-        image = tm(name, seq.get_corrected, k, [raw])[0]
-        mask = tm("mask: get_mask (trusted & static)", seq.get_mask, k, [raw])[0] & static[0]
-        data = raw if raw_direct else image
-        # -- threshold
-        if algorithm == "dispersion":
-            strong = tm("threshold: dispersion", disp.dispersion, data, mask, kernel)
-            _kernel_parts(tm, disp, data, mask, False)
-        else:
-            strong = tm("threshold: dispersion_extended", disp.dispersion_extended, data, mask, kernel)
-            _kernel_parts(tm, disp, data, mask, True)
-        # -- the sliding-window prototype (benchmarks/prototypes.py), on the float64 and the raw image
-        if algorithm == "dispersion":
-            alt = tm("threshold alt: sliding window, float64 image", sliding_dispersion, image, mask, kernel)
-            alt32 = tm(
-                "threshold alt: sliding window, raw int32 image", sliding_dispersion, raw, mask, kernel
-            )
-        else:
-            alt = tm(
-                "threshold alt: sliding window, float64 image",
-                sliding_dispersion_extended,
-                image,
-                mask,
-                kernel,
-            )
-            alt32 = tm(
-                "threshold alt: sliding window, raw int32 image",
-                sliding_dispersion_extended,
-                raw,
-                mask,
-                kernel,
-            )
-        mismatches += int((alt != strong).sum() + (alt32 != strong).sum())
-        idx = tm("strong pixels: flatnonzero + values", np.flatnonzero, strong)
-        keys_all.append(idx + np.int64(k) * npix)
-        values_all.append(image.ravel()[idx])
-        del raw, fab, nb, image, mask, strong, alt, alt32
-    keys = np.concatenate(keys_all)
-    values = np.concatenate(values_all)
-    order = tm("labelling: argsort keys", np.argsort, keys, kind="stable")
-    keys, values = keys[order], values[order]
-    labels, ncomp = tm("labelling: label_pixels (3D)", label_pixels, keys, width, height, True)
-    comps = tm("labelling: group_components", group_components, keys, values, labels, ncomp)
-    limits = SizeLimits(3, max_spot_size)
-    comps, small, large = tm("filter: size limits", limits.split, comps)
-    m = tm("measures: measure", measure, comps, width, height)
-    keep = np.linalg.norm(m.peak - m.xyz, axis=1) <= 2.0
-    comps = tm("filter: max_separation select", comps.select, keep)
-    bbox = m.bbox[keep]
-    over = comps.values > panel.trusted_range[1]
-    nspots = len(comps)
-    sb = tm("measures: shoeboxes", shoeboxes, comps, bbox, width, height, 0, invalid=over)
-    inten = m.intensity[keep]
-    cols = {
-        "bbox": bbox,
-        "flags": np.full(nspots, STRONG, np.uint64)
-        | np.where(
-            np.bincount(np.repeat(np.arange(nspots), comps.sizes)[over], minlength=nspots) > 0, OVERLOADED, 0
-        ).astype(np.uint64),
-        "id": np.zeros(nspots, np.int32),
-        "intensity.sum.value": inten,
-        "intensity.sum.variance": np.abs(inten),
-        "n_signal": comps.sizes.astype(np.int32),
-        "panel": np.zeros(nspots, np.uint64),
-        "shoebox": sb,
-        "xyzobs.px.value": m.xyz[keep],
-        "xyzobs.px.variance": m.variance[keep],
-    }
+        bad, taken = _kernel_parts(tm, disp, finder.threshold, d, mask, strong, extended)
+        kernel_mismatch += bad
+        paths_taken.add(taken)
+
+        def strong_pixels(strong, d):
+            idx = np.flatnonzero(strong)
+            return idx.astype(np.int64), d.ravel()[idx].astype(np.float64)
+
+        idx, values = tm("strong pixels: flatnonzero + values", STAGE, strong_pixels, strong, d)
+        images.append(ImageStrong(frame=seq.frame(k), count=idx.size, idx=[idx], values=[values]))
+        check = tm("check: StrongFinder.find (decode to strong pixels in one call)", EXTRA, finder.find, k)
+        find_mismatch += int(not np.array_equal(check.idx[0], idx))
+        del raw, data, mask, strong, check
+    # -- once per block (process_block; one block at nproc=1, so no edge components)
+    keys = np.concatenate([im.idx[0] + np.int64(im.frame) * npix for im in images])
+    values = np.concatenate([im.values[0] for im in images])
+    comps = tm("labelling: blocks._label", STAGE, _label, keys, values, width, height, three_d)
+    order = tm("  argsort keys", PART, np.argsort, keys, kind="stable")
+    skeys, svalues = keys[order], values[order]
+    labels, ncomp = tm("  label_pixels (numba union-find)", PART, label_pixels, skeys, width, height, three_d)
+    tm("  group_components", PART, group_components, skeys, svalues, labels, ncomp)
+    interior, small, large = tm(
+        "block: interior components, size limits",
+        STAGE,
+        lambda c: limits.split(c.select(np.ones(len(c), bool))),  # one block: no edge components
+        comps,
+    )
+    hot = tm(
+        "block: hot-pixel candidates (intersect1d)",
+        STAGE,
+        reduce,
+        np.intersect1d,
+        [im.idx[0] for im in images],
+    )
+    result = BlockResult(
+        images=[im.without_pixels() for im in images],
+        panels=[PanelResult(interior, _empty(), small, large)],
+        hot=[hot],
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        tm("write: write_reflections", write_reflections, Path(tmp) / "strong.refl", cols, {0: "x"})
-        size = (Path(tmp) / "strong.refl").stat().st_size if (Path(tmp) / "strong.refl").exists() else 0
+        checkpoints = Checkpoints(Path(tmp) / "strong.refl.findspots-checkpoint")
+        tm("checkpoint: save the block (npz)", STAGE, checkpoints.save, "block", result)
+        spots = tm("merge: merge_blocks", STAGE, merge_blocks, [result], finder.panel_shapes, limits)
+        # -- measures, filters, shoeboxes and rows, as the pipeline does them for a scan range
+        rows = SpotRows(experiments=experiments_of([seq]))
+        log = logging.getLogger("findspots")
+        level = log.level
+        log.setLevel(logging.WARNING)  # _add_range logs its counts at INFO
+        try:
+            tm(
+                "measures, filters, shoeboxes: _add_range",
+                STAGE,
+                _add_range,
+                rows,
+                spots,
+                finder,
+                seq,
+                0,
+                limits,
+                sf.filter,
+                params.output.shoeboxes,
+            )
+            final = spots.panels[0]
+            m = tm("  measure", PART, measure, final, width, height)
+            keep = tm("  _filter_chain", PART, _filter_chain, seq, [m], sf.filter)[0]
+            kept = final.select(keep)
+            over = kept.values > panel.trusted_range[1]
+            sb = tm("  shoeboxes", PART, shoeboxes, kept, m.bbox[keep], width, height, 0, invalid=over)
+        finally:
+            log.setLevel(level)
+        table = tm("write: SpotRows.table", STAGE, rows.table)
+        if not params.output.shoeboxes:
+            table.pop("shoebox", None)
+        out = Path(tmp) / "strong.refl"
+        tm("write: write_reflections", STAGE, write_reflections, str(out), table, {})
+        size = out.stat().st_size
     info = dict(
-        prototype_mismatched_pixels=mismatches,
+        threshold_path=", ".join(sorted(paths_taken)),
+        kernel_parts_mismatched_pixels=kernel_mismatch,
+        find_check_mismatched_images=find_mismatch,
         strong_pixels=int(keys.size),
         components=int(ncomp),
-        spots=nspots,
-        small=small,
-        large=large,
+        extracted=spots.n_extracted,
+        small=spots.n_small,
+        large=spots.n_large,
+        spots=len(rows),
         shoebox_voxels=int(sb.offsets[-1]),
         refl_bytes=size,
     )
     return tm, info
+
+
+def _cli_argv(paths: list[Path], algorithm: str, max_spot_size: int, tmp: str) -> list[str]:
+    return [
+        *map(str, paths),
+        f"threshold.algorithm={algorithm}",
+        f"filter.max_spot_size={max_spot_size}",
+        "nproc=1",
+        f"output.reflections={tmp}/s.refl",
+        f"output.log={tmp}/l.log",
+        f"output.debug_log={tmp}/d.log",
+        f"output.report={tmp}/findspots.html",
+    ]
+
+
+def _drop_cli_handlers() -> None:
+    for h in list(logging.getLogger("findspots").handlers):  # the CLI's handlers; keep stdout clean
+        logging.getLogger("findspots").removeHandler(h)
+
+
+def cli_run(paths: list[Path], algorithm: str, max_spot_size: int) -> float:
+    """The whole CLI in-process (nproc=1, default report), no profiler; returns the wall s."""
+    from findspots import cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with contextlib.redirect_stdout(io.StringIO()):  # the CLI's log lines
+            t0 = time.perf_counter()
+            rc = cli.run(_cli_argv(paths, algorithm, max_spot_size, tmp))
+            wall = time.perf_counter() - t0
+    _drop_cli_handlers()
+    if rc != 0:
+        raise SystemExit(f"findspots failed: {rc}")
+    return wall
 
 
 def cprofile_run(paths: list[Path], algorithm: str, max_spot_size: int, top: int = 25) -> tuple[float, str]:
@@ -311,27 +462,17 @@ def cprofile_run(paths: list[Path], algorithm: str, max_spot_size: int, top: int
     from findspots import cli
 
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [
-            *map(str, paths),
-            f"threshold.algorithm={algorithm}",
-            f"filter.max_spot_size={max_spot_size}",
-            "nproc=1",
-            f"output.reflections={tmp}/s.refl",
-            f"output.log={tmp}/l.log",
-            f"output.debug_log={tmp}/d.log",
-        ]
+        argv = _cli_argv(paths, algorithm, max_spot_size, tmp)
         prof = cProfile.Profile()
-        t0 = time.perf_counter()
-        prof.enable()
-        rc = cli.run(argv)
-        prof.disable()
-        wall = time.perf_counter() - t0
+        with contextlib.redirect_stdout(io.StringIO()):
+            t0 = time.perf_counter()
+            prof.enable()
+            rc = cli.run(argv)
+            prof.disable()
+            wall = time.perf_counter() - t0
+    _drop_cli_handlers()
     if rc != 0:
         raise SystemExit(f"findspots failed: {rc}")
-    import logging
-
-    for h in list(logging.getLogger("findspots").handlers):  # the CLI's handlers; keep stdout clean
-        logging.getLogger("findspots").removeHandler(h)
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
     text = buf.getvalue()
@@ -351,33 +492,46 @@ def _wall(cmd: list[str], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-# What ``findspots.cli.run`` imports before the first image is thresholded (fabio: first decode).
+# What ``findspots.cli.run`` imports before the first image is read (the report's imports come later).
 RUN_IMPORTS = (
-    "import findspots.cli, findspots.batch.checkpoint, findspots.histogram, findspots.images.sweeps, "
-    "findspots.logs, findspots.parameters, findspots.pipeline, findspots.refl, fabio.compression"
+    "import findspots.cli, findspots.batch.checkpoint, findspots.batch.clusters.base, findspots.histogram, "
+    "findspots.images.expt, findspots.images.inputs, findspots.logs, findspots.parameters, "
+    "findspots.pipeline, findspots.refl"
 )
 
+# The first call of each compiled stage, in the pipeline's order, on one image (argv[1]); the numba
+# cache is warm, so each time is mostly loading that function's cache entries (the first one also
+# sets numba itself up).
 FIRST_CALL = r"""
-import time; t0 = time.perf_counter()
+import sys, time; t0 = time.perf_counter()
 import numpy as np
+from findspots.images.cbf import read_raw
+from findspots.images.trusted import trusted_and_static
 from findspots.threshold.dispersion import dispersion, dispersion_extended
+from findspots.labelling import label_pixels
+from findspots.spots import group_components, measure
 t1 = time.perf_counter()
-img = np.random.default_rng(0).poisson(2.0, (64, 64)).astype(float); msk = np.ones(img.shape, bool)
-dispersion(img, msk); t2 = time.perf_counter()
-dispersion_extended(img, msk); t3 = time.perf_counter()
-from findspots.labelling import label_pixels; from findspots.spots import measure, group_components
+raw = read_raw(sys.argv[1]); t2 = time.perf_counter()
+trusted_and_static(raw, None, raw.dtype.type(0), raw.dtype.type(1000000)); t3 = time.perf_counter()
+img = np.random.default_rng(0).poisson(2.0, (64, 64)).astype(raw.dtype); msk = np.ones(img.shape, bool)
+dispersion(img, msk); t4 = time.perf_counter()
+dispersion_extended(img, msk); t5 = time.perf_counter()
 keys = np.flatnonzero(img > 3).astype(np.int64); lab, n = label_pixels(keys, 64, 64, True)
-c = group_components(keys, img.ravel()[keys], lab, n); measure(c, 64, 64); t4 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+c = group_components(keys, img.ravel()[keys].astype(float), lab, n); measure(c, 64, 64)
+t6 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
 """
 
-DASK_START = r"""
+POOL_START = r"""
 import time; t0 = time.perf_counter()
-from findspots.batch.executor import local_dask_executor
+from findspots.batch.local_pool import LocalPool
 t1 = time.perf_counter()
-ex = local_dask_executor(2); t2 = time.perf_counter()
-ex.close(); t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+pool = LocalPool(2); t2 = time.perf_counter()
+pool.close(); t3 = time.perf_counter()
+from findspots.batch.executor import local_dask_executor
+ex = local_dask_executor(2); t4 = time.perf_counter()
+ex.close(); t5 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
 """
 
 
@@ -395,74 +549,80 @@ def importtime(statement: str, top: int = 15) -> list[tuple[float, str]]:
     return sorted(rows, reverse=True)[:top]
 
 
-def startup(repeat: int = 5, one_image: Path | None = None) -> dict:
-    subprocess.run([PY, "-c", FIRST_CALL], check=True, capture_output=True)  # warm the numba cache
+def startup(one_image: Path, repeat: int = 5) -> dict:
+    subprocess.run([PY, "-c", FIRST_CALL, str(one_image)], check=True, capture_output=True)  # warm numba
     out = {
         "python -c pass": _wall([PY, "-c", "pass"], repeat),
         "python -c 'import findspots.cli'": _wall([PY, "-c", "import findspots.cli"], repeat),
         "python -c '<what a run imports>' (see below)": _wall([PY, "-c", RUN_IMPORTS], repeat),
-        "python -c 'import fabio.compression'": _wall([PY, "-c", "import fabio.compression"], repeat),
-        "python -c 'import distributed' (nproc > 1)": _wall([PY, "-c", "import distributed"], repeat),
-        "findspots --help": _wall([str(REPO / ".venv" / "bin" / "findspots"), "--help"], repeat),
+        "python -c 'import distributed' (mp.dashboard=True only)": _wall(
+            [PY, "-c", "import distributed"], repeat
+        ),
+        "findspots --help": _wall([FINDSPOTS, "--help"], repeat),
     }
-    if one_image:
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [
-                str(REPO / ".venv" / "bin" / "findspots"),
-                str(one_image),
-                f"output.reflections={tmp}/s.refl",
-                f"output.log={tmp}/l.log",
-                f"output.debug_log={tmp}/d.log",
-            ]
-            out["findspots on 1 image, whole process (classic)"] = _wall(cmd, 3)
-            out["findspots on 1 image, whole process (extended)"] = _wall(
-                cmd + ["threshold.algorithm=dispersion_extended"], 3
-            )
-            out["findspots on 1 image, whole process (classic, output.report=None)"] = _wall(
-                cmd + ["output.report=None"], 3
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            FINDSPOTS,
+            str(one_image),
+            f"output.reflections={tmp}/s.refl",
+            f"output.log={tmp}/l.log",
+            f"output.debug_log={tmp}/d.log",
+        ]
+        report = [f"output.report={tmp}/findspots.html"]
+        out["findspots on 1 image, whole process (classic)"] = _wall(cmd + report, 3)
+        out["findspots on 1 image, whole process (extended)"] = _wall(
+            cmd + report + ["threshold.algorithm=dispersion_extended"], 3
+        )
+        out["findspots on 1 image, whole process (classic, output.report=None)"] = _wall(
+            cmd + ["output.report=None"], 3
+        )
     t0 = time.perf_counter()
-    first = subprocess.run([PY, "-c", FIRST_CALL], check=True, capture_output=True, text=True)
+    first = subprocess.run([PY, "-c", FIRST_CALL, str(one_image)], check=True, capture_output=True, text=True)
     out["first-call script, whole process"] = time.perf_counter() - t0
-    imp, d, e, lab = (float(v) for v in first.stdout.split())
-    out["  import numpy + findspots.threshold.dispersion"] = imp
-    out["  first dispersion call (numba cache load)"] = d
+    imp, dec, msk, d, e, lab = (float(v) for v in first.stdout.split())
+    out["  import numpy + the compiled stages' modules"] = imp
+    out["  first read_raw (numba set-up + decoder cache load)"] = dec
+    out["  first trusted_and_static (mask)"] = msk
+    out["  first dispersion call"] = d
     out["  first dispersion_extended call"] = e
-    out["  first label + measure call"] = lab
-    dask = subprocess.run([PY, "-c", DASK_START], check=True, capture_output=True, text=True)
-    di, ds, dc = (float(v) for v in dask.stdout.split())
-    out["dask: import executor module"] = di
-    out["dask: start LocalCluster(2 workers)"] = ds
-    out["dask: close it"] = dc
+    out["  first label + group + measure call"] = lab
+    pool = subprocess.run([PY, "-c", POOL_START], check=True, capture_output=True, text=True)
+    pi, ps, pc, ds, dc = (float(v) for v in pool.stdout.split())
+    out["nproc > 1: import findspots.batch.local_pool"] = pi
+    out["nproc > 1: start LocalPool(2) (forked workers)"] = ps
+    out["nproc > 1: close it"] = pc
+    out["mp.dashboard=True: start dask LocalCluster(2)"] = ds
+    out["mp.dashboard=True: close it"] = dc
     return out
 
 
 # ------------------------------------------------------------------------------------------ report
 
 
-STAGE_GROUPS = [
-    ("decode", "decode: read_raw (total)"),
-    ("correct", "correct: get_corrected (float64)"),
-    ("mask", "mask: get_mask (trusted & static)"),
-    ("threshold", None),
-    ("strong pixels", "strong pixels: flatnonzero + values"),
-    ("labelling", ("labelling: argsort keys", "labelling: label_pixels (3D)", "labelling: group_components")),
-    ("filter", ("filter: size limits", "filter: max_separation select")),
-    ("measures", ("measures: measure",)),
-    ("shoeboxes", ("measures: shoeboxes",)),
-    ("write", ("write: write_reflections",)),
-]
+def _row_names(results: dict) -> list[str]:
+    """Every row name in pipeline order: an algorithm's own rows go just before the next row it
+    shares with the algorithms before it (e.g. the extended kernels after the classic one)."""
+    names: list[str] = []
+    for alg in results:
+        own = list(results[alg]["timer"])
+        for i, name in enumerate(own):
+            if name in names:
+                continue
+            later = [n for n in own[i + 1 :] if n in names]
+            names.insert(names.index(later[0]) if later else len(names), name)
+    return names
 
 
 def report(results: dict, nimages: int, meta: dict) -> str:
     lines = [
         f"# findspots per-stage profile: {meta['sweep']} (first {nimages} images)",
         "",
-        f"- {meta['machine']}; findspots source {meta.get('source', '?')}; times are ms per image: the "
-        f"median over the {nimages} images for per-image stages, and total / {nimages} for labelling, "
-        "measures and write (done once for all images); one process, warm numba cache, images in the page "
-        "cache. Indented rows are parts of the row above; `alt` rows are alternatives measured for "
-        "comparison (not part of the sum).",
+        f"- {meta['machine']}; findspots source {meta.get('source', '?')}.",
+        f"- Times are ms per image: the median over the {nimages} images for per-image rows, total / "
+        f"{nimages} for the rows done once per run (input, labelling, block, checkpoint, merge, measures, "
+        "write). One process, warm numba cache, images in the page cache.",
+        "- Bold rows add up to the sum. Indented rows are parts of the row above, timed again separately. "
+        "`alt`, `option` and `check` rows are measured for comparison only and are not in the sum.",
         "",
     ]
     algs = list(results)
@@ -472,59 +632,57 @@ def report(results: dict, nimages: int, meta: dict) -> str:
         "| stage | " + " | ".join(algs) + " |",
         "|---|" + "---|" * len(algs),
     ]
-    names: list[str] = []
-    for alg in algs:
-        for name in results[alg]["timer"]:
-            if name not in names:
-                names.append(name)
     main_sum = {alg: 0.0 for alg in algs}
-    for name in names:
+    for name in _row_names(results):
         row = []
+        kind = next(results[a]["kinds"][name] for a in algs if name in results[a]["kinds"])
         for alg in algs:
             t = results[alg]["timer"]
             if name in t:
-                # per-image stages: median over the images (robust to other load on the machine);
-                # once-per-sweep stages: total / images
+                # per-image rows: median over the images (robust to other load on the machine);
+                # once-per-run rows: total / images
                 ms = 1000 * (
                     statistics.median(t[name]) if len(t[name]) == nimages else sum(t[name]) / nimages
                 )
                 row.append(f"{ms:.1f}")
-                if not name.startswith(" ") and " alt" not in name and not name.startswith("sweep grouping"):
+                if kind == STAGE:
                     main_sum[alg] += ms
             else:
                 row.append("")
-        label = name.replace(" ", "&nbsp;", 2) if name.startswith(" ") else name
+        if kind == PART:
+            label = "&nbsp;&nbsp;" * 2 + name.strip()
+        elif kind == STAGE:
+            label = f"**{name}**"
+        else:
+            label = name
         lines.append(f"| {label} | " + " | ".join(row) + " |")
-    lines.append(
-        "| **sum of pipeline stages** | " + " | ".join(f"**{main_sum[a]:.1f}**" for a in algs) + " |"
-    )
-    lines.append(
-        "| whole CLI run in-process (cProfile on), per image | "
-        + " | ".join(
-            f"{1000 * results[a]['cli_wall'] / nimages:.1f}" if results[a].get("cli_wall") else "-"
-            for a in algs
-        )
-        + " |"
-    )
-    lines += ["", "| sweep | " + " | ".join(algs) + " |", "|---|" + "---|" * len(algs)]
-    for key in (
-        "prototype_mismatched_pixels",
-        "strong_pixels",
-        "components",
-        "spots",
-        "small",
-        "large",
-        "shoebox_voxels",
-        "refl_bytes",
+    lines.append("| **sum of the stages** | " + " | ".join(f"**{main_sum[a]:.1f}**" for a in algs) + " |")
+    for key, what in (
+        (
+            "cli_wall",
+            "whole CLI run in-process (nproc=1, with the report; modules already imported), per image",
+        ),
+        ("cli_wall_cprofile", "the same under cProfile, per image"),
     ):
-        lines.append(f"| {key} | " + " | ".join(str(results[a]["info"][key]) for a in algs) + " |")
+        lines.append(
+            f"| {what} | "
+            + " | ".join(
+                f"{1000 * results[a][key] / nimages:.1f}" if results[a].get(key) else "-" for a in algs
+            )
+            + " |"
+        )
+    lines += ["", "| sweep | " + " | ".join(algs) + " |", "|---|" + "---|" * len(algs)]
+    for key in results[algs[0]]["info"]:
+        lines.append(f"| {key} | " + " | ".join(str(results[a]["info"].get(key, "")) for a in algs) + " |")
     for alg in algs:
         for what, why in results[alg].get("skipped", {}).items():
             lines.append(f"\n(skipped {what} for {alg}: {why})")
     if "startup" in meta:
-        lines += ["", "## Start-up (s, warm numba cache, median of 5)", "", "| what | s |", "|---|---|"]
+        lines += ["", "## Start-up (s, warm numba cache, median of 5; whole runs median of 3)", ""]
+        lines += ["| what | s |", "|---|---|"]
         for k, v in meta["startup"].items():
-            lines.append(f"| {k} | {v:.3f} |")
+            label = "&nbsp;&nbsp;" * 2 + k.strip() if k.startswith(" ") else k
+            lines.append(f"| {label} | {v:.3f} |")
     if "importtime" in meta:
         lines += [
             "",
@@ -550,47 +708,85 @@ def report(results: dict, nimages: int, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def output_path(out: str | None, sweep: str, nimages: int) -> Path:
+    """``--out``, else results/profile_<sweep>.md for the default image count, else a name with the
+    count in it, so that a quick run does not replace the committed profile."""
+    if out:
+        return Path(out)
+    suffix = "" if nimages == DEFAULT_NIMAGES else f"_first{nimages}"
+    return HERE / "results" / f"profile_{sweep}{suffix}.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="p6m")
-    ap.add_argument("--root")
-    ap.add_argument("--nimages", type=int, default=20, help="images of the sweep to profile (default 20)")
+    ap.add_argument("--preset", default="p6m", help="sweep preset of make_sweep.py (default p6m)")
+    ap.add_argument(
+        "--root", help="sweep cache folder (default $FINDSPOTS_BENCH_DIR or /tmp/findspots-bench)"
+    )
+    ap.add_argument(
+        "--nimages",
+        type=int,
+        default=DEFAULT_NIMAGES,
+        help=f"images of the sweep to profile (default {DEFAULT_NIMAGES})",
+    )
     ap.add_argument("--algorithms", default="dispersion,dispersion_extended")
-    ap.add_argument("--no-cprofile", action="store_true")
-    ap.add_argument("--no-startup", action="store_true")
-    ap.add_argument("--out", help="default benchmarks/results/profile_<sweep>.md")
+    ap.add_argument(
+        "--no-cprofile", action="store_true", help="skip the whole-run timings (plain and cProfile)"
+    )
+    ap.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=180.0,
+        help="seconds to wait at most for the machine to go idle before timing (default 180)",
+    )
+    ap.add_argument(
+        "--out",
+        help=f"report path (.md; the .json goes beside it). Default: results/profile_<sweep>.md for "
+        f"{DEFAULT_NIMAGES} images, results/profile_<sweep>_first<N>.md otherwise",
+    )
     args = ap.parse_args(argv)
+    if args.nimages < 1:
+        ap.error("--nimages must be at least 1")
+    from findspots.malloc import reuse_freed_buffers
+
+    reuse_freed_buffers()  # as the findspots command does at start
     spec = preset(args.preset)
     paths = make_sweep(spec, args.root)[: args.nimages]
     n = len(paths)
-    # Warm up: numba caches (ours and findspots'), page cache.
-    numba_read(str(paths[0]))
-    stages(paths[:2], "dispersion", 100)
-    stages(paths[:2], "dispersion_extended", 1000)
-    wait_for_idle()
+    algorithms = [a for a in args.algorithms.split(",") if a]
+    # Warm up: numba caches, page cache, the allocator's free lists, and (for the whole runs below)
+    # the modules a run imports, the report's too, so that both algorithms' runs start equal.
+    for alg in algorithms:
+        stages(paths[:2], alg, 100 if alg == "dispersion" else 1000)
+    if not args.no_cprofile and algorithms:
+        cli_run(paths[:1], algorithms[0], 100)
+    wait_for_idle(max_wait_s=args.max_wait)
     results = {}
-    for alg in [a for a in args.algorithms.split(",") if a]:
+    for alg in algorithms:
         mss = 100 if alg == "dispersion" else 1000
         tm, info = stages(paths, alg, mss)
-        results[alg] = {"timer": tm.t, "info": info, "skipped": tm.skipped}
+        results[alg] = {"timer": tm.t, "kinds": tm.kind, "info": info, "skipped": tm.skipped}
         print(
-            f"{alg}: " + ", ".join(f"{k} {tm.per_image_ms(k, n):.1f}" for k in tm.t if not k.startswith(" ")),
+            f"{alg}: " + ", ".join(f"{k} {tm.per_image_ms(k, n):.1f}" for k in tm.t if tm.kind[k] == STAGE),
             flush=True,
         )
         if not args.no_cprofile:
+            results[alg]["cli_wall"] = cli_run(paths, alg, mss)
             wall, text = cprofile_run(paths, alg, mss)
-            results[alg]["cli_wall"] = wall
+            results[alg]["cli_wall_cprofile"] = wall
             results[alg]["cprofile"] = text
     meta = {
         "sweep": spec.name,
+        "nimages": n,
         "source": source_hash(),
         "machine": f"{os.cpu_count()} CPU cores, numba {numba.__version__}, numpy {np.__version__}",
     }
     if not args.no_startup:
-        meta["startup"] = startup(one_image=paths[0])
+        meta["startup"] = startup(paths[0])
         meta["importtime"] = importtime(RUN_IMPORTS)
     text = report(results, n, meta)
-    out = Path(args.out) if args.out else HERE / "results" / f"profile_{spec.name}.md"
+    out = output_path(args.out, spec.name, n)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
