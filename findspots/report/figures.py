@@ -592,32 +592,31 @@ class Inset:
     bbox: tuple[int, int, int, int]  # x0, x1, y0, y1
 
 
-def _block_max(a: np.ndarray, factor: int) -> np.ndarray:
-    """Maximum over factor x factor blocks (the last ones cut by the edge), shape ceil(h/f), ceil(w/f)."""
-    # Strided maxima: numpy's max over a short reshaped axis is several times slower, and needs padding.
+def _block_reduce(a: np.ndarray, factor: int, combine: np.ufunc) -> np.ndarray:
+    """``combine`` over factor x factor blocks (the last ones cut by the edge), shape ceil(h/f), ceil(w/f).
+
+    Strided passes: numpy's reduction over a short reshaped axis is several times slower, and needs
+    padding. ``a``'s dtype must hold the result (the caller widens it for sums).
+    """
     cols = a[:, 0::factor].copy()
     for k in range(1, factor):
         part = a[:, k::factor]
-        np.maximum(cols[:, : part.shape[1]], part, out=cols[:, : part.shape[1]])
+        combine(cols[:, : part.shape[1]], part, out=cols[:, : part.shape[1]])
     rows = cols[0::factor].copy()
     for k in range(1, factor):
         part = cols[k::factor]
-        np.maximum(rows[: part.shape[0]], part, out=rows[: part.shape[0]])
+        combine(rows[: part.shape[0]], part, out=rows[: part.shape[0]])
     return rows
+
+
+def _block_max(a: np.ndarray, factor: int) -> np.ndarray:
+    """Maximum over factor x factor blocks (the last ones cut by the edge)."""
+    return _block_reduce(a, factor, np.maximum)
 
 
 def _block_count(mask: np.ndarray, factor: int) -> np.ndarray:
     """True pixels per factor x factor block (the last ones cut by the edge)."""
-    ones = mask.view(np.uint8)
-    cols = ones[:, 0::factor].astype(np.uint16)
-    for k in range(1, factor):
-        part = ones[:, k::factor]
-        np.add(cols[:, : part.shape[1]], part, out=cols[:, : part.shape[1]])
-    rows = cols[0::factor].copy()
-    for k in range(1, factor):
-        part = cols[k::factor]
-        np.add(rows[: part.shape[0]], part, out=rows[: part.shape[0]])
-    return rows
+    return _block_reduce(mask.astype(np.uint16), factor, np.add)
 
 
 def block_reduce(image, valid, factor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -83,17 +83,23 @@ def _stat_mask(image, mask):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _dispersion_sides(m, x, y, nsig_b, gain, root):
+    """Both sides ``(a, c)`` of DIALS's dispersion test ``a > c`` (products rearranged, no division).
+
+    ``root`` is sqrt(2 (m - 1)); ``gain <= 0`` selects the no-gain form.
+    """
+    if gain > 0:
+        return m * y - x * x, gain * x * ((m - 1) + nsig_b * root)
+    return m * y - x * x - x * (m - 1), x * nsig_b * root
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _test(m, x, y, v, nsig_b, nsig_s, gain, value_test, root):
     """DIALS's dispersion test (and, with ``value_test``, the value test) from window sums.
 
     ``root`` is sqrt(2 (m - 1)).
     """
-    if gain > 0:
-        a = m * y - x * x
-        c = gain * x * ((m - 1) + nsig_b * root)
-    else:
-        a = m * y - x * x - x * (m - 1)
-        c = x * nsig_b * root
+    a, c = _dispersion_sides(m, x, y, nsig_b, gain, root)
     if not value_test or not a > c:
         return a > c
     b = m * v - x
@@ -331,13 +337,7 @@ def _sliding_dispersion(image, valid, ky, kx, nsig_b, nsig_s, min_count, thresho
             m = np.float64(wn[i])
             x = np.float64(ws[i])
             y = np.float64(wq[i])
-            root = np.sqrt(2.0 * (m - 1))
-            if gain > 0:
-                a = m * y - x * x
-                c = gain * x * ((m - 1) + nsig_b * root)
-            else:
-                a = m * y - x * x - x * (m - 1)
-                c = x * nsig_b * root
+            a, c = _dispersion_sides(m, x, y, nsig_b, gain, np.sqrt(2.0 * (m - 1)))
             flag = (valid_row[i] != 0) & (wn[i] >= min_count) & (x >= 0) & (a > c)
             flagged[i] = flag
             anything |= flag
