@@ -24,6 +24,19 @@ class _PlainFormatter(logging.Formatter):
         return f"WARN: {text}" if record.levelno >= logging.WARNING else text
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """The terminal handler: when the reader of a pipe goes away (``findspots ... | head``), the
+    rest of the run's messages go to the log files only, without an error per message."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())  # so that the flush at exit is quiet too
+            os.close(devnull)
+            return
+        super().handleError(record)
+
+
 def setup(verbosity: int, log_file: str | None = None, debug_file: str | None = None) -> logging.Logger:
     """Route the ``findspots`` logger to the terminal and, when named, the two log files.
 
@@ -36,7 +49,7 @@ def setup(verbosity: int, log_file: str | None = None, debug_file: str | None = 
         handler.close()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    console = logging.StreamHandler(sys.stdout)
+    console = _ConsoleHandler(sys.stdout)
     console.setLevel(logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
     console.setFormatter(_PlainFormatter())
     logger.addHandler(console)

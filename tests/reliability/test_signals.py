@@ -178,3 +178,19 @@ def test_sigterm_during_start_up_is_one_line(tmp_path):
         if proc.returncode == 143:
             assert err.strip().splitlines() == [f"findspots: stopped by SIGTERM; {STOPPED}"]
         assert not out.exists()
+
+
+def test_output_piped_into_head_finishes_quietly(tmp_path):
+    """``findspots ... | head -3``: the reader goes away early; the run still writes its table and
+    exits 0, without an error message per log line."""
+    out = tmp_path / "strong.refl"
+    run = subprocess.Popen(
+        command(out, "output.report=None"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    run.stdout.readline()
+    run.stdout.close()  # as head does after its lines
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr.decode()
+    assert b"Logging error" not in stderr and b"Traceback" not in stderr, stderr.decode()
+    assert len(read_reflections(out)["bbox"]) == 53
+    assert "Saved 53 reflections" in (tmp_path / "findspots.log").read_text()
