@@ -413,7 +413,10 @@ def main() -> None:
 def _exit_now(code: int) -> NoReturn:
     """Exit without tearing the interpreter down: freeing every module and object (numba,
     matplotlib, ...) takes ~0.2 s after a run, for nothing. The exit functions still run (log
-    handlers, temporary folders, ours) and the standard streams are flushed."""
+    handlers, temporary folders, ours) and the standard streams are flushed. Under a profiler or
+    a debugger the exit is the normal one, so that they can write their results."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -158,6 +158,18 @@ def measure(comps: Components, width: int, height: int) -> SpotMeasures:
     return SpotMeasures(bbox.astype(np.int32), xyz, var, inten.astype(np.float64), peak)
 
 
+@numba.njit(cache=True, nogil=True)
+def _fill_shoeboxes(keys, values, start, bbox, offsets, width, npix, invalid, data, mask):
+    """Write each component's pixels into its shoebox (voxels in (z, y, x) order from ``offsets``)."""
+    for k in range(start.size - 1):
+        x0, x1, y0, y1, z0 = bbox[k, 0], bbox[k, 1], bbox[k, 2], bbox[k, 3], bbox[k, 4]
+        for p in range(start[k], start[k + 1]):
+            z, y, x = _zyx(keys[p], npix, width)
+            voxel = offsets[k] + ((z - z0) * (y1 - y0) + (y - y0)) * (x1 - x0) + (x - x0)
+            data[voxel] = np.float32(values[p])
+            mask[voxel] = FOREGROUND if invalid[p] else VALID | FOREGROUND
+
+
 def shoeboxes(
     comps: Components,
     bbox: np.ndarray,
@@ -170,26 +182,15 @@ def shoeboxes(
 
     Pixels flagged in ``invalid`` (overloaded after correction) keep Foreground only.
     """
-    nx = (bbox[:, 1] - bbox[:, 0]).astype(np.int64)
-    ny = (bbox[:, 3] - bbox[:, 2]).astype(np.int64)
-    nz = (bbox[:, 5] - bbox[:, 4]).astype(np.int64)
+    box = bbox.astype(np.int64)
     offsets = np.zeros(len(comps) + 1, np.int64)
-    np.cumsum(nx * ny * nz, out=offsets[1:])
+    np.cumsum((box[:, 1] - box[:, 0]) * (box[:, 3] - box[:, 2]) * (box[:, 5] - box[:, 4]), out=offsets[1:])
     total = int(offsets[-1])
     data = np.zeros(total, np.float32)
     mask = np.zeros(total, np.uint8)
-    which = np.repeat(np.arange(len(comps)), comps.sizes)
+    flagged = np.zeros(comps.keys.size, np.bool_) if invalid is None else np.asarray(invalid, np.bool_)
     npix = width * height
-    z = comps.keys // npix
-    rem = comps.keys - z * npix
-    y = rem // width
-    x = rem - y * width
-    b = bbox[which].astype(np.int64)
-    voxel = offsets[which] + ((z - b[:, 4]) * ny[which] + (y - b[:, 2])) * nx[which] + (x - b[:, 0])
-    data[voxel] = comps.values.astype(np.float32)
-    mask[voxel] = VALID | FOREGROUND
-    if invalid is not None and invalid.any():
-        mask[voxel[invalid]] = FOREGROUND
+    _fill_shoeboxes(comps.keys, comps.values, comps.start, box, offsets, width, npix, flagged, data, mask)
     return Shoeboxes(
         panel=np.full(len(comps), panel, np.uint32),
         bbox=bbox.astype(np.int32),

@@ -68,3 +68,17 @@ def test_shoebox_layout():
     assert data[0, 0, 0] == 9 and data[1, 1, 1] == 5 and data[0, 1, 1] == 0
     assert mask[0, 0, 0] == VALID | FOREGROUND and mask[0, 1, 1] == 0
     assert not background.any()
+
+
+def test_invalid_pixels_keep_foreground_only():
+    """Overloaded pixels (``invalid``, in component pixel order) are Foreground without Valid."""
+    comps = components({(0, 3, 4): 9, (0, 3, 5): 8, (0, 7, 1): 4, (0, 7, 2): 6})
+    m = measure(comps, W, H)
+    invalid = comps.values == 8
+    sb = shoeboxes(comps, m.bbox, W, H, panel=0, invalid=invalid)
+    masks = {}
+    for k in range(len(comps)):
+        data, mask, _ = sb.get(k)
+        masks.update(zip(data.ravel().tolist(), mask.ravel().tolist(), strict=True))
+    both = VALID | FOREGROUND
+    assert masks == {9.0: both, 8.0: FOREGROUND, 4.0: both, 6.0: both}  # two 2x1 boxes: no empty voxel
