@@ -131,8 +131,8 @@ def report(rows: list[dict], meta: dict) -> str:
         f"- {meta['machine']}; sweeps: {meta['sweeps']}; `{meta['algorithm']}`, "
         f"`max_spot_size={ALGORITHMS[meta['algorithm']]}`, `nproc={meta['nproc']}`, "
         f"`mp.chunksize={meta['chunksize']}`",
-        "- parent = the program's own process; worker = its largest child process (for findspots a dask "
-        "worker; the nannies are smaller); tree PSS = peak of the summed proportional set size.",
+        "- parent = the program's own process; worker = its largest child process (for findspots a forked "
+        "pool worker); tree PSS = peak of the summed proportional set size.",
         "- growth = parent peak minus the parent peak of the short start-up run (same program).",
         "",
         "| run | program | images | strong pixels | extracted | spots kept | parent peak GB | "
