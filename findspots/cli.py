@@ -299,6 +299,7 @@ def run(argv: list[str]) -> int:
     from findspots.batch.checkpoint import Checkpoints
     from findspots.batch.clusters.base import cluster_workdir
     from findspots.histogram import spot_histogram
+    from findspots.hot_mask import write_hot_mask
     from findspots.images import ImageError
     from findspots.images.expt import write_experiments
     from findspots.images.inputs import load_inputs
@@ -367,6 +368,8 @@ def run(argv: list[str]) -> int:
         if models:
             write_experiments(models, sequences, identifiers=identifiers)
             log.info("Saved %d experiment(s) to %s", len(identifiers), models)
+        for path, masks in rows.hot_masks:
+            write_hot_mask(path, masks)
         checkpoints.remove()
         rows.count("written", len(rows))
         timings = {"spot finding": found - started, "writing": time.perf_counter() - found}

@@ -22,7 +22,7 @@ from findspots.batch.plan import Plan, plan_blocks
 from findspots.blocks import RangeSpots, SizeLimits
 from findspots.errors import NotYetSupported, ParameterError
 from findspots.exclusions import rejected_frames
-from findspots.hot_mask import hot_mask, write_hot_mask
+from findspots.hot_mask import hot_mask
 from findspots.labelling import load_compiled
 from findspots.masks import check_mask_parameters, load_lookup_mask, static_masks
 from findspots.phil import to_dict
@@ -53,7 +53,9 @@ class SpotRows:
     columns: dict[str, list] = field(default_factory=dict)
     images: list[list[ImageStrong]] = field(default_factory=list)  # per sequence
     experiments: list[Experiment] = field(default_factory=list)
-    hot_masks: list[str] = field(default_factory=list)  # files written, per sequence
+    # per sequence: the hot-pixel mask file and its masks, written after the reflection table so that
+    # a run that fails before its table leaves no mask behind
+    hot_masks: list[tuple[str, list[np.ndarray]]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # spots at each filtering step, all ranges
 
     def count(self, step: str, n: int) -> None:
@@ -273,9 +275,7 @@ def find_spots(
                     hot = [np.union1d(a, b) for a, b in zip(hot, spots.hot, strict=True)]
             rows.images.append(seq_images)
             if sf.write_hot_mask:
-                path = f"{sf.hot_mask_prefix}_{s}.npy"
-                write_hot_mask(path, hot_mask(finder.panel_shapes, hot))
-                rows.hot_masks.append(path)
+                rows.hot_masks.append((f"{sf.hot_mask_prefix}_{s}.npy", hot_mask(finder.panel_shapes, hot)))
     return rows
 
 

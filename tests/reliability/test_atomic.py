@@ -183,3 +183,21 @@ def test_logs_keep_their_old_form_until_the_run_ends(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Saved" in (tmp_path / "findspots.log").read_text()
     assert sorted(p.name for p in tmp_path.glob("*.partial")) == partial, "only the killed run's logs remain"
+
+
+def test_a_run_that_fails_before_its_table_leaves_no_hot_mask(tmp_path, monkeypatch):
+    """The hot mask is written after the reflection table: a failure writing the table leaves neither."""
+    from findspots import cli
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(refl, "write_reflections", disk_full)
+    argv = [*map(str, L_CYST), "write_hot_mask=True", "output.report=None", "output.reflections=strong.refl"]
+    assert cli.run(argv) != 0
+    assert not list(tmp_path.glob("hot_mask*")) and not (tmp_path / "strong.refl").exists()
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert cli.run(argv) == 0
+    assert np.load(tmp_path / "hot_mask_0.npy").shape == (1679, 1475)
