@@ -48,39 +48,8 @@ trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with $?"' ERR
 T0=$SECONDS
 
 # ---- helpers -------------------------------------------------------------------------------------
-# starttime of a process (clock ticks since boot): together with the pid it identifies the process
-starttime() { awk '{sub(/^.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }
-other_pid() { # other_pid NAME [PID]: the first running process called NAME other than PID
-    local d
-    for d in /proc/[0-9]*; do
-        if [ "${d#/proc/}" != "${2:-}" ] && [ "$(cat "$d/comm" 2>/dev/null)" = "$1" ]; then
-            echo "${d#/proc/}"
-            return 0
-        fi
-    done
-    return 0
-}
-# the pid recorded for daemon $1, printed only if that very process still runs
-recorded_pid() {
-    local name pid start
-    [ -r "$PIDS" ] || return 0
-    while read -r name pid start; do
-        if [ "$name" = "$1" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] \
-            && [ "$(starttime "$pid")" = "$start" ]; then
-            echo "$pid"
-        fi
-    done <"$PIDS"
-    return 0
-}
-record() { # record NAME PID...: rewrite the pid file with these daemons
-    local lines="" name pid
-    while [ $# -ge 2 ]; do
-        name=$1 pid=$2; shift 2
-        [ -n "$pid" ] && lines+="$name $pid $(starttime "$pid")"$'\n'
-    done
-    mkdir -p "$STATE"
-    printf '%s' "$lines" >"$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
-}
+# shellcheck source-path=SCRIPTDIR source=../lib/daemons.sh
+source "$HERE/../lib/daemons.sh"  # starttime, other_pid, recorded_pid, record
 until_ok() { # until_ok SECONDS WHAT CMD...: retry CMD every 0.2 s
     local limit=$(( SECONDS + $1 )) what=$2; shift 2
     until "$@" >/dev/null 2>&1; do

@@ -20,17 +20,8 @@ fail() { printf 'sge/stop: FAILED: %s\n' "$*" >&2; exit 1; }
 trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with $?"' ERR
 T0=$SECONDS
 
-starttime() { awk '{sub(/^.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }
-is_ours() { # is_ours NAME PID START: that very process still runs
-    [ -n "$2" ] && [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] && [ "$(starttime "$2")" = "$3" ]
-}
-wait_gone() { # wait_gone NAME PID START SECONDS
-    local limit=$(( SECONDS + $4 ))
-    while is_ours "$1" "$2" "$3"; do
-        [ "$SECONDS" -lt "$limit" ] || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source-path=SCRIPTDIR source=../lib/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/daemons.sh"  # is_ours, load_pids, stop_together
 
 if [ ! -e "$PIDS" ]; then
     say "nothing to stop: no $PIDS (deploy/sge/start.sh has not started SGE)"
@@ -40,10 +31,7 @@ fi
 [[ $GRACE =~ ^[0-9]+$ ]] || fail "the grace period must be a whole number of seconds, not '$GRACE'"
 
 declare -A PID START
-while read -r name pid start; do
-    [ -n "$name" ] || continue
-    PID[$name]=$pid START[$name]=$start
-done <"$PIDS"
+load_pids
 qmaster=${PID[sge_qmaster]:-} execd=${PID[sge_execd]:-}
 
 # jobs first, while qmaster and execd still run to clean up after them
@@ -62,24 +50,6 @@ if is_ours sge_execd "$execd" "${START[sge_execd]:-}"; then
 fi
 
 # both at once: the qmaster alone needs 7-11 s to shut down, and the execd does not wait for it
-running=()
-for name in sge_execd sge_qmaster; do
-    pid=${PID[$name]:-} start=${START[$name]:-}
-    if is_ours "$name" "$pid" "$start"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        running+=("$name")
-    else
-        say "$name (pid ${pid:-none}) is not running"
-    fi
-done
-for name in "${running[@]}"; do
-    pid=${PID[$name]} start=${START[$name]}
-    if ! wait_gone "$name" "$pid" "$start" "$GRACE"; then
-        say "$name (pid $pid) still runs after $GRACE s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$name" "$pid" "$start" 10 || fail "$name (pid $pid) survived SIGKILL"
-    fi
-    say "$name (pid $pid) stopped after $(( SECONDS - T0 )) s"
-done
+stop_together sge_execd sge_qmaster
 rm -f "$PIDS" "$STATE/sge.env"
 say "SGE stopped in $(( SECONDS - T0 )) s"

@@ -37,35 +37,10 @@ trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with $?"' ERR
 T0=$SECONDS
 
 # ---- helpers -------------------------------------------------------------------------------------
-starttime() { awk '{sub(/^.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }
-other_pid() { # other_pid NAME [PID]: the first running process called NAME other than PID
-    local d
-    for d in /proc/[0-9]*; do
-        if [ "${d#/proc/}" != "${2:-}" ] && [ "$(cat "$d/comm" 2>/dev/null)" = "$1" ]; then
-            echo "${d#/proc/}"
-            return 0
-        fi
-    done
-    return 0
-}
-recorded_pid() { # the pid recorded for daemon $1, printed only if that very process still runs
-    local name pid start
-    [ -r "$PIDS" ] || return 0
-    while read -r name pid start; do
-        if [ "$name" = "$1" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] \
-            && [ "$(starttime "$pid")" = "$start" ]; then
-            echo "$pid"
-        fi
-    done <"$PIDS"
-    return 0
-}
-record() { # rewrite the pid file with the daemons of ours that run now
-    local name pid lines=""
-    for name in munged slurmctld slurmd; do
-        pid=${OURS[$name]:-}
-        [ -n "$pid" ] && lines+="$name $pid $(starttime "$pid")"$'\n'
-    done
-    printf '%s' "$lines" >"$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
+# shellcheck source-path=SCRIPTDIR source=../lib/daemons.sh
+source "$DEPLOY/lib/daemons.sh"  # starttime, other_pid, recorded_pid, record
+record_ours() { # rewrite the pid file with the daemons of ours that run now
+    record munged "${OURS[munged]:-}" slurmctld "${OURS[slurmctld]:-}" slurmd "${OURS[slurmd]:-}"
 }
 alive() { [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
 
@@ -120,7 +95,7 @@ start_munge() {
             sleep 0.1
         done
         OURS[munged]=$pid
-        record
+        record_ours
         say "munged started (pid $pid)"
     fi
     munge -n | unmunge >/dev/null 2>&1 || fail "munge cannot decode its own credential (munge -n | unmunge)"
@@ -180,7 +155,7 @@ start_daemon() { # start_daemon NAME ARGS...: run it in the foreground mode, in 
     local name=$1; shift
     nohup "/usr/sbin/$name" "$@" >>"$LOGS/$name.out" 2>&1 </dev/null &
     OURS[$name]=$!
-    record
+    record_ours
     sleep 0.2
     alive "${OURS[$name]}" "$name" || fail "$name exited at once (see $LOGS/$name.log and $LOGS/$name.out)"
     say "$name started (pid ${OURS[$name]})"

@@ -20,17 +20,8 @@ fail() { printf 'slurm/stop: FAILED: %s\n' "$*" >&2; exit 1; }
 trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with $?"' ERR
 T0=$SECONDS
 
-starttime() { awk '{sub(/^.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }
-is_ours() { # is_ours NAME PID START: that very process still runs
-    [ -n "$2" ] && [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] && [ "$(starttime "$2")" = "$3" ]
-}
-wait_gone() { # wait_gone NAME PID START SECONDS
-    local limit=$(( SECONDS + $4 ))
-    while is_ours "$1" "$2" "$3"; do
-        [ "$SECONDS" -lt "$limit" ] || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source-path=SCRIPTDIR source=../lib/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/daemons.sh"  # is_ours, load_pids, stop_together
 
 if [ ! -e "$PIDS" ]; then
     say "nothing to stop: no $PIDS (deploy/slurm/start.sh has not started Slurm)"
@@ -40,10 +31,7 @@ fi
 [[ $GRACE =~ ^[0-9]+$ ]] || fail "the grace period must be a whole number of seconds, not '$GRACE'"
 
 declare -A PID START
-while read -r name pid start; do
-    [ -n "$name" ] || continue
-    PID[$name]=$pid START[$name]=$start
-done <"$PIDS"
+load_pids
 
 if is_ours slurmctld "${PID[slurmctld]:-}" "${START[slurmctld]:-}"; then
     mapfile -t jobs < <(squeue -h -o %i 2>/dev/null || true)
@@ -55,30 +43,6 @@ if is_ours slurmctld "${PID[slurmctld]:-}" "${START[slurmctld]:-}"; then
     fi
 fi
 
-stop_together() { # stop_together NAME...: SIGTERM all at once, then wait; SIGKILL what outlives GRACE
-    local name pid start running=()
-    for name in "$@"; do
-        pid=${PID[$name]:-} start=${START[$name]:-}
-        [ -n "$pid" ] || continue    # e.g. a munged that start.sh found running and did not start
-        if is_ours "$name" "$pid" "$start"; then
-            kill -TERM "$pid" 2>/dev/null || true
-            running+=("$name")
-        else
-            say "$name (pid $pid) is not running"
-        fi
-    done
-    for name in "${running[@]}"; do
-        pid=${PID[$name]} start=${START[$name]}
-        if ! wait_gone "$name" "$pid" "$start" "$GRACE"; then
-            say "$name (pid $pid) still runs after $GRACE s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_gone "$name" "$pid" "$start" 10 || fail "$name (pid $pid) survived SIGKILL"
-        fi
-        say "$name (pid $pid) stopped after $(( SECONDS - T0 )) s"
-        # slurmctld -D and slurmd -D leave their pid files behind
-        if [ "$(cat "/run/$name.pid" 2>/dev/null)" = "$pid" ]; then rm -f "/run/$name.pid"; fi
-    done
-}
 stop_together slurmd slurmctld
 stop_together munged     # last: the Slurm daemons use it while they shut down
 rm -f "$PIDS"
