@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from make_sweep import bench_root, make_sweep, preset  # noqa: E402
 from procmon import run_measured, wait_for_idle  # noqa: E402
-from run import ALGORITHMS, DIALS_FIND, FINDSPOTS, count_spots, dials_import  # noqa: E402
+from run import ALGORITHMS, count_spots, dials_import, program_argv  # noqa: E402
 
 LOG_NUMBERS = {
     "strong_pixels": r"Found (\d+) strong pixels on image",
@@ -69,21 +69,8 @@ def one_run(
         f"mp.chunksize={chunksize}",
         *(extra or []),
     ]
-    refl = wd / "strong.refl"
-    if program == "dials":
-        expt = dials_import(paths)
-        log = wd / "dials.find_spots.log"
-        argv = [DIALS_FIND, str(expt), *params, f"output.reflections={refl}", f"output.log={log}"]
-    else:
-        log = wd / "findspots.log"
-        argv = [
-            str(FINDSPOTS),
-            *map(str, paths),
-            *params,
-            f"output.reflections={refl}",
-            f"output.log={log}",
-            f"output.debug_log={wd / 'debug.log'}",
-        ]
+    expt = dials_import(paths) if program == "dials" else None
+    argv, refl, log = program_argv(program, paths, expt, params, wd)
     wait_for_idle()
     trace: list = []
     res = run_measured(argv, cwd=wd, trace=trace)

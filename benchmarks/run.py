@@ -131,20 +131,7 @@ def run_program(
         f"nproc={nproc}",
         *(extra or []),
     ]
-    refl = wd / "strong.refl"
-    if program == "dials":
-        log = wd / "dials.find_spots.log"
-        argv = [DIALS_FIND, str(expt), *params, f"output.reflections={refl}", f"output.log={log}"]
-    else:
-        log = wd / "findspots.log"
-        argv = [
-            str(FINDSPOTS),
-            *map(str, paths),
-            *params,
-            f"output.reflections={refl}",
-            f"output.log={log}",
-            f"output.debug_log={wd / 'findspots.debug.log'}",
-        ]
+    argv, refl, log = program_argv(program, paths, expt, params, wd)
     waited = wait_for_idle(max_wait_s=wait) if wait > 0 else 0.0
     res = run_measured(argv, cwd=wd)
     if res.rc != 0:
@@ -154,6 +141,26 @@ def run_program(
     summary = {"spots": n, "strong_pixels": strong_pixels(log), "xyz": xyz, "waited_s": waited}
     shutil.rmtree(wd, ignore_errors=True)
     return res, summary
+
+
+def program_argv(
+    program: str, paths: list[Path], expt: Path | None, params: list[str], wd: Path
+) -> tuple[list[str], Path, Path]:
+    """The command line of one run writing into ``wd``, its reflection file and its log file."""
+    refl = wd / "strong.refl"
+    if program == "dials":
+        log = wd / "dials.find_spots.log"
+        return [DIALS_FIND, str(expt), *params, f"output.reflections={refl}", f"output.log={log}"], refl, log
+    log = wd / "findspots.log"
+    argv = [
+        str(FINDSPOTS),
+        *map(str, paths),
+        *params,
+        f"output.reflections={refl}",
+        f"output.log={log}",
+        f"output.debug_log={wd / 'findspots.debug.log'}",
+    ]
+    return argv, refl, log
 
 
 def warm_up(paths: list[Path], expt: Path, workdir: Path) -> None:
