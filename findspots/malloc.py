@@ -10,7 +10,6 @@ thresholds makes them reusable; the peak memory does not grow, as it is what the
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 _M_TRIM_THRESHOLD = -1
@@ -24,8 +23,7 @@ def reuse_freed_buffers() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library is already loaded: no search for it
     except (OSError, AttributeError):  # e.g. musl: no mallopt
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
