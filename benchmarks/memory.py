@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from make_sweep import bench_root, make_sweep, preset  # noqa: E402
 from procmon import run_measured, wait_for_idle  # noqa: E402
-from run import ALGORITHMS, count_spots, dials_import, program_argv  # noqa: E402
+from run import ALGORITHMS, count_spots, dials_import, program_argv, rerender  # noqa: E402
 
 LOG_NUMBERS = {
     "strong_pixels": r"Found (\d+) strong pixels on image",
@@ -169,11 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", help="only re-render the report of an earlier run's .json")
     args = ap.parse_args(argv)
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        text = report(saved["rows"], saved["meta"])
-        Path(args.from_json).with_suffix(".md").write_text(text)
-        print(text)
-        return 0
+        return rerender(args.from_json, report, "rows")
     spec_a = preset("dense", args.nimages)
     spec_b = preset("dense_zing", args.nimages)
     paths_a = make_sweep(spec_a, args.root, args.jobs)

@@ -143,6 +143,15 @@ def run_program(
     return res, summary
 
 
+def rerender(saved_json: str, render, key: str) -> int:
+    """Write (and print) the Markdown report of an earlier run's .json beside it; ``key`` holds its rows."""
+    saved = json.loads(Path(saved_json).read_text())
+    text = render(saved[key], saved["meta"])
+    Path(saved_json).with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
 def program_argv(
     program: str, paths: list[Path], expt: Path | None, params: list[str], wd: Path
 ) -> tuple[list[str], Path, Path]:
@@ -415,11 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", help="only re-render the report of an earlier run's .json")
     args = ap.parse_args(argv)
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        text = report(saved["runs"], saved["meta"])
-        Path(args.from_json).with_suffix(".md").write_text(text)
-        print(text)
-        return 0
+        return rerender(args.from_json, report, "runs")
 
     spec = preset(args.preset, args.nimages)
     paths = make_sweep(spec, args.root)
