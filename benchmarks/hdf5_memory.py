@@ -111,7 +111,7 @@ def _poll(proc: psutil.Process, peaks: dict, stop: threading.Event) -> None:
 def findspots_peaks(master: Path, frames: int, nproc: int, workdir: Path) -> dict[str, float]:
     """Peak RSS (MB) of the program and of each child process for one run."""
     out = workdir / f"{master.stem}_{frames}_{nproc}.refl"
-    cmd = [sys.executable, "-m", "findspots.cli", str(master), f"scan_range=1,{frames}", f"nproc={nproc}"]
+    cmd = [sys.executable, "-m", "findspots.app.cli", str(master), f"scan_range=1,{frames}", f"nproc={nproc}"]
     cmd += [f"output.reflections={out}", f"output.log={out}.log", f"output.debug_log={out}.debug.log"]
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir)
     peaks: dict[str, float] = {}

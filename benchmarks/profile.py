@@ -1,7 +1,7 @@
 """Per-stage profile of findspots on the benchmark sweep, and its start-up time.
 
 The stages are timed separately on the first ``--nimages`` images of the sweep (default 20). The
-pipeline objects are built the way ``findspots.pipeline.find_spots`` builds them (parameters,
+pipeline objects are built the way ``findspots.app.pipeline.find_spots`` builds them (parameters,
 ``StrongFinder``, threshold, static masks, size limits), and each stage calls the functions the
 pipeline calls, in the same order, on one process (nproc=1: one block):
 
@@ -29,9 +29,9 @@ pipeline calls, in the same order, on one process (nproc=1: one block):
   ``merge_blocks``, measures, filters and shoeboxes (``pipeline._add_range``), and the write
   (``SpotRows.table`` and ``write_reflections``).
 
-Then the whole program in this process (``findspots.cli.run``, nproc=1, default report), once
+Then the whole program in this process (``findspots.app.cli.run``, nproc=1, default report), once
 without and once under cProfile, to show what the stage list misses; and start-up: ``python -c
-"import findspots.cli"``, the modules a run imports, the first call of each compiled stage on a
+"import findspots.app.cli"``, the modules a run imports, the first call of each compiled stage on a
 warm numba cache, a whole one-image run, and starting the worker pool used for nproc > 1.
 
     .venv/bin/python benchmarks/profile.py                      # p6m sweep, 20 images, ~1 min
@@ -259,12 +259,12 @@ def _kernel_parts(tm: Timer, disp, threshold, image, mask, strong, extended: boo
 
 def pipeline_objects(paths: list[Path], algorithm: str, max_spot_size: int, tm: Timer):
     """Parameters, sequence, finder and size limits, as ``find_spots`` makes them for one sequence."""
-    from findspots.blocks import SizeLimits
+    from findspots.app.parameters import parse_arguments
+    from findspots.app.pipeline import check_roi, min_spot_size, with_maximum_trusted_value
     from findspots.images.inputs import load_inputs
-    from findspots.masks import load_lookup_mask, static_masks
-    from findspots.parameters import parse_arguments
-    from findspots.pipeline import check_roi, min_spot_size, with_maximum_trusted_value
-    from findspots.strong import StrongFinder
+    from findspots.spotfinder.blocks import SizeLimits
+    from findspots.spotfinder.masks import load_lookup_mask, static_masks
+    from findspots.spotfinder.strong import StrongFinder
     from findspots.threshold import make_threshold
     from findspots.threshold.radial_profile import SequenceGeometry
 
@@ -296,14 +296,14 @@ def pipeline_objects(paths: list[Path], algorithm: str, max_spot_size: int, tm: 
 
 def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer, dict]:
     """Time every stage of the pipeline for one algorithm on ``paths`` (one block, nproc=1)."""
+    from findspots.app.pipeline import SpotRows, _add_range, _filter_chain, experiments_of
     from findspots.batch.checkpoint import Checkpoints
-    from findspots.blocks import BlockResult, PanelResult, _empty, _label, merge_blocks
     from findspots.images import cbf
-    from findspots.labelling import label_pixels
-    from findspots.pipeline import SpotRows, _add_range, _filter_chain, experiments_of
-    from findspots.refl import write_reflections
-    from findspots.spots import group_components, measure, shoeboxes
-    from findspots.strong import ImageStrong
+    from findspots.output.refl import write_reflections
+    from findspots.spotfinder.blocks import BlockResult, PanelResult, _empty, _label, merge_blocks
+    from findspots.spotfinder.labelling import label_pixels
+    from findspots.spotfinder.spots import group_components, measure, shoeboxes
+    from findspots.spotfinder.strong import ImageStrong
 
     disp = importlib.import_module("findspots.threshold.dispersion")  # the module, not the function
     tm = Timer()
@@ -444,7 +444,7 @@ def _drop_cli_handlers() -> None:
 
 def cli_run(paths: list[Path], algorithm: str, max_spot_size: int) -> float:
     """The whole CLI in-process (nproc=1, default report), no profiler; returns the wall s."""
-    from findspots import cli
+    from findspots.app import cli
 
     with tempfile.TemporaryDirectory() as tmp:
         with contextlib.redirect_stdout(io.StringIO()):  # the CLI's log lines
@@ -459,7 +459,7 @@ def cli_run(paths: list[Path], algorithm: str, max_spot_size: int) -> float:
 
 def cprofile_run(paths: list[Path], algorithm: str, max_spot_size: int, top: int = 25) -> tuple[float, str]:
     """The whole CLI in-process under cProfile (nproc=1); returns (wall s, top functions by tottime)."""
-    from findspots import cli
+    from findspots.app import cli
 
     with tempfile.TemporaryDirectory() as tmp:
         argv = _cli_argv(paths, algorithm, max_spot_size, tmp)
@@ -492,11 +492,11 @@ def _wall(cmd: list[str], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-# What ``findspots.cli.run`` imports before the first image is read (the report's imports come later).
+# What ``findspots.app.cli.run`` imports before the first image is read (the report's imports come later).
 RUN_IMPORTS = (
-    "import findspots.cli, findspots.batch.checkpoint, findspots.batch.clusters.base, findspots.histogram, "
-    "findspots.images.expt, findspots.images.inputs, findspots.logs, findspots.parameters, "
-    "findspots.pipeline, findspots.refl"
+    "import findspots.app.cli, findspots.batch.checkpoint, findspots.batch.clusters.base, "
+    "findspots.output.histogram, findspots.images.expt, findspots.images.inputs, findspots.app.logs, "
+    "findspots.app.parameters, findspots.app.pipeline, findspots.output.refl"
 )
 
 # The first call of each compiled stage, in the pipeline's order, on one image (argv[1]); the numba
@@ -508,8 +508,8 @@ import numpy as np
 from findspots.images.cbf import read_raw
 from findspots.images.trusted import trusted_and_static
 from findspots.threshold.dispersion import dispersion, dispersion_extended
-from findspots.labelling import label_pixels
-from findspots.spots import group_components, measure
+from findspots.spotfinder.labelling import label_pixels
+from findspots.spotfinder.spots import group_components, measure
 t1 = time.perf_counter()
 raw = read_raw(sys.argv[1]); t2 = time.perf_counter()
 trusted_and_static(raw, None, raw.dtype.type(0), raw.dtype.type(1000000)); t3 = time.perf_counter()
@@ -553,7 +553,7 @@ def startup(one_image: Path, repeat: int = 5) -> dict:
     subprocess.run([PY, "-c", FIRST_CALL, str(one_image)], check=True, capture_output=True)  # warm numba
     out = {
         "python -c pass": _wall([PY, "-c", "pass"], repeat),
-        "python -c 'import findspots.cli'": _wall([PY, "-c", "import findspots.cli"], repeat),
+        "python -c 'import findspots.app.cli'": _wall([PY, "-c", "import findspots.app.cli"], repeat),
         "python -c '<what a run imports>' (see below)": _wall([PY, "-c", RUN_IMPORTS], repeat),
         "python -c 'import distributed' (mp.dashboard=True only)": _wall(
             [PY, "-c", "import distributed"], repeat
@@ -748,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.nimages < 1:
         ap.error("--nimages must be at least 1")
-    from findspots.malloc import reuse_freed_buffers
+    from findspots.app.malloc import reuse_freed_buffers
 
     reuse_freed_buffers()  # as the findspots command does at start
     spec = preset(args.preset)

@@ -13,7 +13,7 @@ round), for several rounds; the report gives medians.
 
 Measured per run: wall time, user+sys CPU, peak memory (see ``procmon.py``: the program's own
 process, its largest child process, the tree's summed PSS, and ``/usr/bin/time -v``'s maximum RSS),
-the number of spots in each output table (read with ``findspots.refl.read_reflections``) and the
+the number of spots in each output table (read with ``findspots.output.refl.read_reflections``) and the
 total strong pixels from each log. One untimed warm-up run of each program comes first (page cache,
 numba cache), on a few images.
 
@@ -98,7 +98,7 @@ def dials_import(paths: list[Path]) -> Path:
 def count_spots(path: Path) -> tuple[int, np.ndarray | None]:
     if not path.exists():
         return 0, None
-    from findspots.refl import read_reflections
+    from findspots.output.refl import read_reflections
 
     table = read_reflections(path)
     xyz = np.asarray(table["xyzobs.px.value"]) if "xyzobs.px.value" in table.columns else None

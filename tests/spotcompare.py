@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from findspots.refl import Shoeboxes
+from findspots.output.refl import Shoeboxes
 
 COLUMNS = (
     "bbox",

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from findspots.cli import run
-from findspots.refl import read_reflections
+from findspots.app.cli import run
+from findspots.output.refl import read_reflections
 
 REPO = Path(__file__).resolve().parents[1]
 

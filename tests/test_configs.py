@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from findspots.parameters import parse_arguments
+from findspots.app.parameters import parse_arguments
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.phil"))
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from spotcompare import assert_same_shoeboxes, assert_same_spots
 
-from findspots.cli import run
-from findspots.refl import Shoeboxes, read_reflections
+from findspots.app.cli import run
+from findspots.output.refl import Shoeboxes, read_reflections
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data"

@@ -3,7 +3,7 @@
 import pytest
 
 from findspots.errors import ParameterError
-from findspots.exclusions import rejected_frames
+from findspots.spotfinder.exclusions import rejected_frames
 
 ONE_SWEEP = [list(range(1, 61))]
 

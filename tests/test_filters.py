@@ -2,7 +2,13 @@
 
 import numpy as np
 
-from findspots.filters import background_gradient, peak_centroid, plane_gradient, ring_mask, spot_density
+from findspots.spotfinder.filters import (
+    background_gradient,
+    peak_centroid,
+    plane_gradient,
+    ring_mask,
+    spot_density,
+)
 
 
 def plane(a, b, c=10.0, shape=(5, 6)):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from findspots.histogram import per_image_table, spot_histogram
-from findspots.refl import read_reflections
+from findspots.output.histogram import per_image_table, spot_histogram
+from findspots.output.refl import read_reflections
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOG_GLOBS = ("p300k_60/dials_reference/*", "p6m_5/dials_reference/*", "real/dials_head_reference/*/*")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from findspots.labelling import label_pixels
+from findspots.spotfinder.labelling import label_pixels
 
 W, H = 10, 8
 NPIX = W * H

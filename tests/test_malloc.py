@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from findspots.malloc import reuse_freed_buffers
+from findspots.app.malloc import reuse_freed_buffers
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -16,7 +16,7 @@ def test_image_sized_buffers_are_reused_after_the_tuning():
     code = """
 import resource, sys
 import numpy as np
-from findspots.malloc import reuse_freed_buffers
+from findspots.app.malloc import reuse_freed_buffers
 if sys.argv[1] == "tuned":
     assert reuse_freed_buffers()
 np.ones(1).sum()

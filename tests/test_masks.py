@@ -14,11 +14,11 @@ import pytest
 from spotcompare import assert_same_shoeboxes, assert_same_spots
 from test_dials_parity import BUNDLED, dials_arguments, npz_shoeboxes, run_findspots
 
+from findspots.app.parameters import parse_arguments
 from findspots.errors import ParameterError
 from findspots.geometry.resolution import resolution_map
 from findspots.images.models import Beam, Detector, Panel
-from findspots.masks import check_mask_parameters, inside_polygon, load_lookup_mask, static_masks
-from findspots.parameters import parse_arguments
+from findspots.spotfinder.masks import check_mask_parameters, inside_polygon, load_lookup_mask, static_masks
 
 
 def filter_params(*argv: str):

@@ -1,4 +1,4 @@
-"""Tests of the findspots parameter tree and command-line parsing (findspots.parameters)."""
+"""Tests of the findspots parameter tree and command-line parsing (findspots.app.parameters)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from findspots import phil
-from findspots.parameters import (
+from findspots.app.parameters import (
     ArgumentError,
     PhilError,
     format_config,

@@ -16,8 +16,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from findspots import refl
-from findspots.refl import ReflectionTable, Shoeboxes, column_type, read_reflections, write_reflections
+from findspots.output import refl
+from findspots.output.refl import ReflectionTable, Shoeboxes, column_type, read_reflections, write_reflections
 
 A_SEED = "p300k_60/dials_reference/a_seed"
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from findspots.labelling import label_pixels
-from findspots.spots import FOREGROUND, VALID, group_components, measure, shoeboxes
+from findspots.spotfinder.labelling import label_pixels
+from findspots.spotfinder.spots import FOREGROUND, VALID, group_components, measure, shoeboxes
 
 W, H = 21, 21
 

@@ -1,4 +1,4 @@
 """The batch layer: plan image blocks, run them on an executor, checkpoint and merge them.
 
-It knows nothing of pixels beyond the block result type (``findspots.blocks.BlockResult``).
+It knows nothing of pixels beyond the block result type (``findspots.spotfinder.blocks.BlockResult``).
 """

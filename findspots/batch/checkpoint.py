@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from findspots.blocks import BlockResult, PanelResult
-from findspots.spots import Components
-from findspots.strong import ImageStrong
+from findspots.spotfinder.blocks import BlockResult, PanelResult
+from findspots.spotfinder.spots import Components
+from findspots.spotfinder.strong import ImageStrong
 
 
 def run_key(paths: list[str], settings: object, version: str) -> str:

@@ -8,8 +8,8 @@ from findspots.batch.checkpoint import Checkpoints
 from findspots.batch.executor import Executor
 from findspots.batch.plan import Plan
 from findspots.batch.progress import Progress
-from findspots.blocks import BlockResult, RangeSpots, SizeLimits, merge_blocks, process_block
-from findspots.strong import ImageStrong
+from findspots.spotfinder.blocks import BlockResult, RangeSpots, SizeLimits, merge_blocks, process_block
+from findspots.spotfinder.strong import ImageStrong
 
 log = logging.getLogger("findspots")
 

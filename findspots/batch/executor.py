@@ -104,7 +104,7 @@ def local_dask_executor(nproc: int) -> DaskExecutor:
     import dask
     from distributed import LocalCluster
 
-    from findspots.logs import capture_library_logs
+    from findspots.app.logs import capture_library_logs
 
     capture_library_logs("distributed")
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS})
@@ -123,8 +123,8 @@ class ClusterExecutor(DaskExecutor):
     """A dask executor over batch-job workers: cancels every job when closed."""
 
     def __init__(self, method: str, nproc: int, njobs: int, mp, workdir: Path):
+        from findspots.app.logs import capture_library_logs
         from findspots.batch.clusters import backend
-        from findspots.logs import capture_library_logs
 
         capture_library_logs("distributed")
         capture_library_logs("dask_jobqueue")

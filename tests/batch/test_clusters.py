@@ -18,7 +18,7 @@ from spotcompare import assert_same_spots
 
 from findspots.batch.clusters import backend
 from findspots.batch.clusters.base import load_defaults
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 REPO = Path(__file__).resolve().parents[2]
 L_CYST = sorted((REPO / "data" / "l_cysteine").glob("l-cyst_01_*.cbf.bz2"))
@@ -131,7 +131,7 @@ def test_lsf_method_with_fake_bsub_bkill(tmp_path):
         [
             sys.executable,
             "-m",
-            "findspots.cli",
+            "findspots.app.cli",
             *map(str, L_CYST),
             "mp.method=lsf",
             "njobs=2",

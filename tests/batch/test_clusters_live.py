@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from spotcompare import assert_same_spots
 
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("FINDSPOTS_LIVE_SCHEDULERS") != "1",
@@ -58,7 +58,7 @@ def findspots(method: str, images, out: Path, *extra: str, **popen) -> subproces
     cmd = [
         sys.executable,
         "-m",
-        "findspots.cli",
+        "findspots.app.cli",
         *map(str, images),
         f"mp.method={method}",
         "njobs=2",

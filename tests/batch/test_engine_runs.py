@@ -15,7 +15,7 @@ from spotcompare import assert_same_spots
 from test_dials_parity import npz_shoeboxes, run_findspots
 
 from findspots.batch.local_pool import WORKER_NAME
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 REPO = Path(__file__).resolve().parents[2]
 L_CYST = sorted((REPO / "data" / "l_cysteine").glob("l-cyst_01_*.cbf.bz2"))
@@ -47,7 +47,7 @@ def command(images, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "findspots.cli",
+        "findspots.app.cli",
         *map(str, images),
         f"output.reflections={out}",
         f"output.log={out}.log",

@@ -266,7 +266,7 @@ def test_an_image_that_fails_in_a_worker_is_one_line_naming_it(tmp_path):
     out = tmp_path / "strong.refl"
     args = [*map(str, images), f"output.reflections={out}", "output.report=None", "nproc=2", "chunksize=2"]
     result = subprocess.run(
-        [sys.executable, "-m", "findspots.cli", *args, "min_chunksize=1"],
+        [sys.executable, "-m", "findspots.app.cli", *args, "min_chunksize=1"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from findspots.blocks import SizeLimits, merge_blocks, process_block
-from findspots.strong import ImageStrong
+from findspots.spotfinder.blocks import SizeLimits, merge_blocks, process_block
+from findspots.spotfinder.strong import ImageStrong
 
 W, H = 12, 9
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from spotcompare import assert_same_spots
 
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = REPO / "jobs"
@@ -335,7 +335,7 @@ def process_alive(pid: str) -> bool:
 # ---- DRMAA on SGE -------------------------------------------------------------------------------
 DRMAA_CHECK = r"""
 import ctypes, os, sys
-import numpy, findspots.cli  # load what a real client would, before libdrmaa (static TLS)
+import numpy, findspots.app.cli  # load what a real client would, before libdrmaa (static TLS)
 lib = ctypes.CDLL(os.environ["DRMAA_LIBRARY_PATH"])
 err = ctypes.create_string_buffer(1024)
 E = ctypes.c_size_t(1024)

@@ -18,7 +18,7 @@ import pytest
 from spotcompare import assert_same_spots
 from test_dials_parity import run_findspots
 
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 pytestmark = pytest.mark.skipif(shutil.which("dials.find_spots") is None, reason="DIALS is not installed")
 

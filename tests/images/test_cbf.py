@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from findspots.app.parameters import parse_arguments
 from findspots.images import Beam, ImageError, Panel, load_inputs, read_models, read_raw
 from findspots.images.cbf import parse_cif, pilatus_gap_rects, read_header
-from findspots.parameters import parse_arguments
 
 THAU_1 = "real/thaumatin_grid_i24_pilatus3_6m/thau_3_2_0001.cbf.bz2"
 LCYST_1 = "real/l_cysteine_i19_pilatus2m/l-cyst_01_00001.cbf.bz2"

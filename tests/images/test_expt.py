@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from spotcompare import assert_same_spots
 
-from findspots.cli import run
+from findspots.app.cli import run
 from findspots.images import ImageError
 from findspots.images.expt import read_experiments, write_experiments
 from findspots.images.inputs import load_inputs
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from findspots.cli import run
+from findspots.app.cli import run
 from findspots.images import ImageError
 from findspots.images.cbf import eiger_gap_rects
 from findspots.images.inputs import SUPPORTED, kind_of, load_inputs

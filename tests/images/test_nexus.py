@@ -14,7 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from findspots.cli import run
+from findspots.app.cli import run
 from findspots.images import ImageError, group_images
 from findspots.images.expt import read_experiments
 from findspots.images.inputs import load_inputs

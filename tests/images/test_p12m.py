@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from spotcompare import assert_same_shoeboxes, assert_same_spots
 
-from findspots.cli import run
+from findspots.app.cli import run
 from findspots.images import dls_p12m, group_images
 from findspots.images.expt import detector_from_dict
 from findspots.images.shadow import clip_to_rectangle, convex_hull, polygon_mask
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 DATA = Path(__file__).parent / "data"
 P12M = "real/single_images/DLS_I23_P12M_thau_00001.cbf.gz"

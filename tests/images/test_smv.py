@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from findspots.cli import run
+from findspots.app.cli import run
 from findspots.images import ImageError
 from findspots.images.inputs import load_inputs
 from findspots.images.smv import adsc_gain, read_models, read_raw
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 
 
 def smv_bytes(data: np.ndarray, start: float, extra: dict | None = None, big_endian: bool = False) -> bytes:

@@ -89,9 +89,9 @@ def binary_of(cbf: bytes) -> bytes:
 
 
 def findspots(args: list, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m findspots.cli ARGS`` in ``cwd``, as a user runs it (real exit code and stderr)."""
+    """``python -m findspots.app.cli ARGS`` in ``cwd``, as a user runs it (real exit code and stderr)."""
     return subprocess.run(
-        [sys.executable, "-m", "findspots.cli", *map(str, args)],
+        [sys.executable, "-m", "findspots.app.cli", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,

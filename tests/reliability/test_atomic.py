@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from findspots import hot_mask, refl
 from findspots.batch.checkpoint import Checkpoints
-from findspots.blocks import BlockResult, PanelResult
-from findspots.spots import Components
-from findspots.strong import ImageStrong
+from findspots.output import refl
+from findspots.spotfinder import hot_mask
+from findspots.spotfinder.blocks import BlockResult, PanelResult
+from findspots.spotfinder.spots import Components
+from findspots.spotfinder.strong import ImageStrong
 from reliability.cbftools import L_CYST
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from findspots.refl import write_reflections
+    from findspots.output.refl import write_reflections
     path = sys.argv[1]
     n = 200_000
     tables = [{"intensity.sum.value": np.full(n, float(v)), "xyzobs.px.value": np.full((n, 3), float(v))}
@@ -153,7 +154,7 @@ def test_logs_keep_their_old_form_until_the_run_ends(tmp_path):
         [
             sys.executable,
             "-m",
-            "findspots.cli",
+            "findspots.app.cli",
             *map(str, L_CYST),
             f"output.reflections={out}",
             "chunksize=1",
@@ -175,7 +176,7 @@ def test_logs_keep_their_old_form_until_the_run_ends(tmp_path):
     assert "Finding spots in image 1 to 15" in (tmp_path / f"findspots.log.{proc.pid}.partial").read_text()
 
     done = subprocess.run(
-        [sys.executable, "-m", "findspots.cli", *map(str, L_CYST[:2]), f"output.reflections={out}"],
+        [sys.executable, "-m", "findspots.app.cli", *map(str, L_CYST[:2]), f"output.reflections={out}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -187,7 +188,7 @@ def test_logs_keep_their_old_form_until_the_run_ends(tmp_path):
 
 def test_a_run_that_fails_before_its_table_leaves_no_hot_mask(tmp_path, monkeypatch):
     """The hot mask is written after the reflection table: a failure writing the table leaves neither."""
-    from findspots import cli
+    from findspots.app import cli
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")

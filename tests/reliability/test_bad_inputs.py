@@ -1,7 +1,7 @@
 """Every bad input gives one clear line: exit code != 0, the culprit (file, image number or parameter)
 and what to do on stderr, no traceback, and no output file left behind.
 
-Each case runs ``python -m findspots.cli`` as a user would, on real L-cysteine images (bundled data),
+Each case runs ``python -m findspots.app.cli`` as a user would, on real L-cysteine images (bundled data),
 three of them, the second one damaged unless said otherwise.
 """
 
@@ -493,7 +493,7 @@ def test_gap_in_numbering_splits_the_sweep_and_says_so(tmp_path, originals):
     assert result.stderr == ""
     assert "image numbers jump from 2 to 4" in result.stdout
     assert "image numbers jump from 2 to 4" in (tmp_path / "findspots.log").read_text()
-    from findspots.refl import read_reflections
+    from findspots.output.refl import read_reflections
 
     ids = set(np.unique(read_reflections(tmp_path / "out.refl")["id"]).tolist())
     assert ids == {0, 1}, "two sweeps, two experiment ids"

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from findspots.app.parameters import master, parse_arguments
 from findspots.errors import FindSpotsError
 from findspots.images import ImageError
 from findspots.images.cbf import decode_byte_offset, models_from_header, parse_header, read_raw
-from findspots.parameters import master, parse_arguments
 from findspots.phil import PhilError
 from reliability.cbftools import MINI_HEADER, encode_byte_offset, mini_cbf, real_cbf
 
@@ -322,7 +322,7 @@ def argv(draw):
 @FUZZ
 @given(argv(), st.text(string.printable, max_size=40))
 def test_parameter_parser(args, stdin):
-    from findspots.pipeline import check_parameters
+    from findspots.app.pipeline import check_parameters
 
     try:
         with mock.patch("sys.stdin", io.StringIO(stdin)):  # for --phil -

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from findspots.batch.checkpoint import Checkpoints
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 from reliability.cbftools import L_CYST
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def trap(tmp_path):
 
 def run(args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "findspots.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "findspots.app.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True
     )
 
 

@@ -1,5 +1,5 @@
 """SIGTERM/SIGINT stop a run cleanly: exit code 143/130, every worker process gone, finished blocks kept
-(intact, resumable), no output file. The run is ``python -m findspots.cli`` on the bundled real images."""
+(intact, resumable), no output file. The run is ``python -m findspots.app.cli`` on the bundled real images."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from findspots.refl import read_reflections
+from findspots.output.refl import read_reflections
 from reliability.cbftools import L_CYST
 
 STOPPED = "finished blocks are kept, rerun the same command to resume"
 
 
 def command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "findspots.cli", *map(str, L_CYST), f"output.reflections={out}", *extra]
+    return [sys.executable, "-m", "findspots.app.cli", *map(str, L_CYST), f"output.reflections={out}", *extra]
 
 
 def _stat(pid: int) -> tuple[int, str] | None:

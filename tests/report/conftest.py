@@ -33,7 +33,7 @@ def lcyst_sequences(lcyst_files):
 
 @pytest.fixture(scope="session")
 def lcyst_table() -> dict:
-    from findspots.refl import read_reflections
+    from findspots.output.refl import read_reflections
 
     return dict(read_reflections(REFERENCE / "strong.refl.xz").columns)
 

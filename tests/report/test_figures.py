@@ -89,7 +89,7 @@ def _cli_modules(tmp_path, *options: str) -> set[str]:
     image = DATA / "l_cysteine" / "l-cyst_01_00001.cbf.bz2"
     code = f"""
 import sys
-from findspots.cli import run
+from findspots.app.cli import run
 assert run([{str(image)!r}, "nproc=1", "output.reflections={tmp_path / "s.refl"}",
             "output.log={tmp_path / "l"}", "output.debug_log={tmp_path / "d"}", *{list(options)!r}]) == 0
 print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}})))

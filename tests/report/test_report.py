@@ -167,9 +167,9 @@ def test_write_report_renders_when_not_given_figures(lcyst_data, tmp_path):
 
 def test_report_of_a_real_run(lcyst_files, tmp_path):
     """Spot finding on the bundled sweep, then the report, as the command does it."""
+    from findspots.app.parameters import parse_arguments
+    from findspots.app.pipeline import find_spots
     from findspots.images import group_images
-    from findspots.parameters import parse_arguments
-    from findspots.pipeline import find_spots
 
     args = parse_arguments([*lcyst_files, "nproc=1", f"output.report={tmp_path / 'x.html'}"])
     assert args.params.output.report == str(tmp_path / "x.html")
@@ -202,7 +202,7 @@ def test_report_of_a_real_run(lcyst_files, tmp_path):
 def test_two_sequences(lcyst_files, tmp_path):
     """Both bundled sweeps: per-sequence rows, ids mapped to their sequence."""
     from findspots.images import group_images
-    from findspots.refl import read_reflections
+    from findspots.output.refl import read_reflections
 
     files = sorted(str(p) for p in (DATA / "l_cysteine").glob("l-cyst_0*.cbf.bz2"))
     sequences = group_images(files)
@@ -232,7 +232,7 @@ def test_two_sequences(lcyst_files, tmp_path):
 def test_still_image(tmp_path):
     """A still (one experiment id per image): DIALS's spots on the bundled thaumatin grid image."""
     from findspots.images import group_images
-    from findspots.refl import read_reflections
+    from findspots.output.refl import read_reflections
 
     sequences = group_images([str(DATA / "thaumatin_grid" / "thau_3_2_0002.cbf.bz2")])
     assert sequences[0].is_still
@@ -278,7 +278,7 @@ def test_a_failing_figure_leaves_the_rest(lcyst_data, tmp_path, monkeypatch):
 
 
 def test_parameters():
-    from findspots.parameters import parse_arguments
+    from findspots.app.parameters import parse_arguments
 
     out = parse_arguments(["x.cbf"]).params.output
     assert out.report == "findspots.html" and out.plots is None

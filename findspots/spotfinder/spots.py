@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from findspots.refl import Shoeboxes
+from findspots.output.refl import Shoeboxes
 
 VALID = 1
 FOREGROUND = 4

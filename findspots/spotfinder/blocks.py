@@ -16,9 +16,9 @@ from functools import reduce
 
 import numpy as np
 
-from findspots.labelling import label_pixels
-from findspots.spots import Components, group_components
-from findspots.strong import ImageStrong, StrongFinder
+from findspots.spotfinder.labelling import label_pixels
+from findspots.spotfinder.spots import Components, group_components
+from findspots.spotfinder.strong import ImageStrong, StrongFinder
 
 log = logging.getLogger("findspots")
 

@@ -14,20 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from findspots import __version__, filters
+from findspots import __version__
 from findspots.batch.checkpoint import Checkpoints, run_key
 from findspots.batch.engine import run_range
 from findspots.batch.executor import Executors
 from findspots.batch.plan import Plan, plan_blocks
-from findspots.blocks import RangeSpots, SizeLimits
 from findspots.errors import NotYetSupported, ParameterError
-from findspots.exclusions import rejected_frames
-from findspots.hot_mask import hot_mask
-from findspots.labelling import load_compiled
-from findspots.masks import check_mask_parameters, load_lookup_mask, static_masks
 from findspots.phil import to_dict
-from findspots.spots import concat_shoeboxes, measure, shoeboxes
-from findspots.strong import ImageStrong, StrongFinder
+from findspots.spotfinder import filters
+from findspots.spotfinder.blocks import RangeSpots, SizeLimits
+from findspots.spotfinder.exclusions import rejected_frames
+from findspots.spotfinder.hot_mask import hot_mask
+from findspots.spotfinder.labelling import load_compiled
+from findspots.spotfinder.masks import check_mask_parameters, load_lookup_mask, static_masks
+from findspots.spotfinder.spots import concat_shoeboxes, measure, shoeboxes
+from findspots.spotfinder.strong import ImageStrong, StrongFinder
 from findspots.threshold import make_threshold
 from findspots.threshold.radial_profile import SequenceGeometry
 

@@ -38,7 +38,7 @@ __all__ = [
     "parse_arguments",
 ]
 
-MASTER_PHIL_PATH = Path(__file__).with_name("spotfinder.phil")
+MASTER_PHIL_PATH = Path(__file__).parent.parent / "phil" / "spotfinder.phil"
 PHIL_EXTENSIONS = (".phil", ".param", ".params", ".eff", ".def")
 _GLOB_CHARS = "*?["
 

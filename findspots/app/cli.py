@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from findspots import __version__
+from findspots.app.malloc import reuse_freed_buffers
 from findspots.errors import FindSpotsError
-from findspots.malloc import reuse_freed_buffers
 
 log = logging.getLogger("findspots")
 
@@ -73,8 +73,8 @@ def _write_report(params, args, table: dict, rows, sequences: list, timings: dic
 def _log_per_image_statistics(table: dict, experiments: list, sequences: list) -> None:
     """The per-image table of each experiment (``per_image_statistics=True``)."""
 
-    from findspots.histogram import per_image_table
-    from findspots.per_image import on_ice_rings, per_image_rows, spot_resolution
+    from findspots.analysis.per_image import on_ice_rings, per_image_rows, spot_resolution
+    from findspots.output.histogram import per_image_table
 
     for i, experiment in enumerate(experiments):
         seq = sequences[experiment.sequence_index]
@@ -296,18 +296,18 @@ def _check_geometry(sequences: list, params) -> None:
 
 def run(argv: list[str]) -> int:
     """Run findspots on command-line arguments; returns the exit status."""
+    from findspots.app.logs import finish, setup
+    from findspots.app.parameters import format_config, parse_arguments
+    from findspots.app.pipeline import check_parameters, find_spots
     from findspots.batch.checkpoint import Checkpoints
     from findspots.batch.clusters.base import cluster_workdir
-    from findspots.histogram import spot_histogram
-    from findspots.hot_mask import write_hot_mask
     from findspots.images import ImageError
     from findspots.images.expt import write_experiments
     from findspots.images.inputs import load_inputs
-    from findspots.logs import finish, setup
-    from findspots.parameters import format_config, parse_arguments
+    from findspots.output.histogram import spot_histogram
+    from findspots.output.refl import write_reflections
     from findspots.phil import PhilError
-    from findspots.pipeline import check_parameters, find_spots
-    from findspots.refl import write_reflections
+    from findspots.spotfinder.hot_mask import write_hot_mask
 
     verbosity = 1
     try:
