@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from findspots.geometry.ice_rings import ring_d_spacings
+from findspots.geometry.ice_rings import ice_ring_d_spacings
 from findspots.geometry.parallax import panel_mu
 from findspots.geometry.resolution import d_spacing
 
-ICE_CELL = (4.498, 4.498, 7.338, 90.0, 90.0, 120.0)
-ICE_GROUP = 194
 ICE_HALF_WIDTH = 0.002  # in 1/d^2
 
 
@@ -36,7 +34,7 @@ def on_ice_rings(d: np.ndarray) -> np.ndarray:
     finite = d[np.isfinite(d)]
     if not finite.size:
         return np.zeros(d.shape, bool)
-    rings = ring_d_spacings(ICE_CELL, ICE_GROUP, float(finite.min()) * 0.99)
+    rings = ice_ring_d_spacings(float(finite.min()) * 0.99)
     inv = 1.0 / d**2
     return (np.abs(inv[:, None] - 1.0 / rings[None, :] ** 2) <= ICE_HALF_WIDTH).any(axis=1)
 

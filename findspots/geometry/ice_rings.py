@@ -21,6 +21,10 @@ import numpy as np
 from findspots.errors import ParameterError
 from findspots.geometry.space_groups import averaged_metric, space_group
 
+# Hexagonal ice Ih: the one definition used by the ice-ring mask defaults, the per-image analysis and the report.
+ICE_CELL = (4.498, 4.498, 7.338, 90.0, 90.0, 120.0)
+ICE_SPACE_GROUP = 194  # P6_3/mmc
+
 MAX_INDICES = 50_000_000  # refuse to enumerate more Miller indices than this
 RING_TOLERANCE = 1e-12  # relative d*^2 difference below which two reflections are one ring
 
@@ -80,3 +84,8 @@ def ring_ranges(d_spacings, width: float) -> list[tuple[float, float]]:
             raise ParameterError(f"spotfinder.filter.ice_rings.width={width} is too narrow to mask a ring")
         out.append((lo, hi))
     return out
+
+
+def ice_ring_d_spacings(d_min: float) -> np.ndarray:
+    """Distinct d-spacings (Angstrom, descending) of the hexagonal-ice rings with d >= ``d_min``."""
+    return ring_d_spacings(ICE_CELL, ICE_SPACE_GROUP, d_min)
