@@ -21,7 +21,7 @@ import numpy as np
 from findspots.errors import ParameterError
 from findspots.geometry.space_groups import averaged_metric, space_group
 
-# Hexagonal ice Ih: the one definition used by the ice-ring mask defaults, the per-image analysis and the report.
+# Hexagonal ice Ih: the one definition for the per-image analysis and the report.
 ICE_CELL = (4.498, 4.498, 7.338, 90.0, 90.0, 120.0)
 ICE_SPACE_GROUP = 194  # P6_3/mmc
 
