@@ -9,6 +9,7 @@ behind a dask executor is the only difference between that and scheduler jobs.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,15 @@ class InProcessExecutor(Executor):
             yield i, fn(shared, *args)
 
 
+def dashboard_link(client) -> str | None:
+    """The link that opens the scheduler's dashboard, which findspots always binds to loopback.
+
+    ``Client.dashboard_link`` names the scheduler's own address (a cluster interface for jobqueue
+    clusters), where nothing listens: the port is the one the dashboard actually bound."""
+    port = client.scheduler_info().get("services", {}).get("dashboard")
+    return f"http://127.0.0.1:{port}/status" if port else None
+
+
 class DaskExecutor(Executor):
     """Runs tasks on a dask cluster (a LocalCluster, or a dask-jobqueue cluster)."""
 
@@ -68,9 +78,17 @@ class DaskExecutor(Executor):
 
         self.cluster = cluster
         self.client = client or Client(cluster)
-        link = getattr(self.client, "dashboard_link", None)
+        link = dashboard_link(self.client)
         if link:
-            log.info("Dask dashboard: %s", link)
+            port = link.split(":")[2].split("/")[0]
+            log.info(
+                "Dask dashboard: %s (on this machine; from another, tunnel it first: "
+                "ssh -L %s:127.0.0.1:%s %s)",
+                link,
+                port,
+                port,
+                socket.gethostname(),
+            )
 
     def run(self, fn, shared, tasks, describe=None):
         from distributed import KilledWorker, as_completed

@@ -119,3 +119,25 @@ def test_a_job_deleted_mid_run_still_gives_the_same_spots(tmp_path, shared_data,
     assert assert_same_spots(read_reflections(out), ref) == 13348
     time.sleep(2)
     assert our_jobs() == []
+
+
+def test_the_printed_dashboard_link_opens_during_a_cluster_run(tmp_path, shared_data):
+    """Issue: the link named the scheduler's cluster address where the (loopback) dashboard never listened."""
+    import urllib.request
+
+    images = sorted((shared_data / "real/thaumatin_grid_i24_pilatus3_6m").glob("*.cbf.bz2"))
+    out = tmp_path / "strong.refl"
+    proc = findspots("sge", images, out, "chunksize=1", "min_chunksize=1")
+    link = None
+    for line in proc.stdout:
+        found = re.search(r"Dask dashboard: (\S+) .*ssh -L (\d+):127\.0\.0\.1:(\d+) ", line)
+        if found:
+            link = found.group(1)
+            assert found.group(2) == found.group(3) == link.split(":")[2].split("/")[0]
+            break
+    assert link and link.startswith("http://127.0.0.1:"), link
+    with urllib.request.urlopen(link, timeout=30) as answer:
+        assert answer.status == 200
+        assert b"Dask" in answer.read()
+    proc.communicate(timeout=600)
+    assert proc.returncode == 0
