@@ -84,16 +84,18 @@ def per_image_table(rows: Sequence[tuple[int, int, int, float]]) -> str:
     return psql_table(PER_IMAGE_HEADERS, cells)
 
 
-def psql_table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
-    """A table of right-aligned columns in the layout of ``tabulate(tablefmt="psql")`` for numbers."""
+def psql_table(headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str] = ()) -> str:
+    """A table in the layout of ``tabulate(tablefmt="psql")``; columns right-aligned unless ``align``
+    gives "<" (left) or ">" per column."""
     # A column is at least two wider than its header, and every cell has one space each side.
     widths = [len(h) + 2 for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     rule = "+".join("-" * (w + 2) for w in widths)
+    aligns = list(align) or [">"] * len(headers)
 
     def line(values: Sequence[str]) -> str:
-        return "|" + "|".join(f" {v:>{w}} " for v, w in zip(values, widths, strict=True)) + "|"
+        return "|" + "|".join(f" {v:{a}{w}} " for v, a, w in zip(values, aligns, widths, strict=True)) + "|"
 
     out = [f"+{rule}+", line(headers), f"|{rule}|"]
     out += [line(row) for row in cells]
