@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -542,3 +544,25 @@ def test_assign_errors(interp: phil.ArgumentInterpreter) -> None:
         interp.assign(w, "size_limit=x")
     with pytest.raises(PhilError, match="Not a parameter assignment"):
         interp.assign(w, "size_limit")
+
+
+# ---------------------------------------------------------------------------------------------- package
+
+
+def test_package_exports_the_public_api() -> None:
+    assert sorted(phil.__all__) == sorted(
+        ["Auto", "ArgumentInterpreter", "ChoiceType", "Definition", "ExtractedScope", "PhilError", "PhilType",
+         "Scope", "make_type", "parse", "split_value", "to_dict", "tokenize"]
+    )  # fmt: skip
+
+
+def test_modules_share_only_public_names() -> None:
+    """No phil module imports a sibling's private (underscore) name."""
+    private = {}
+    for path in sorted(Path(phil.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("findspots.phil"):
+                names = [a.name for a in node.names if a.name.startswith("_")]
+                if names:
+                    private[path.name] = names
+    assert private == {}
