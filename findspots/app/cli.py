@@ -93,8 +93,14 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that workers and cluster jobs are shut down."""
 
 
-# The stop signal received (None: none yet), how many arrived, and whether run() has returned.
-_stop = {"signum": None, "count": 0, "exiting": False}
+# The stop signal received (None: none yet), how many arrived, whether run() has returned, and
+# whether the stop's exception was dropped in a finaliser and is still to be raised (_on_unraisable).
+_stop = {"signum": None, "count": 0, "exiting": False, "dropped": False}
+_REDELIVERY_DELAY_S = 0.01  # after a dropped stop exception: long enough to leave the finaliser
+
+
+def _stop_exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
 def _on_signal(signum, frame) -> None:
@@ -103,14 +109,42 @@ def _on_signal(signum, frame) -> None:
     _stop["count"] += 1
     if _stop["signum"] is None and not _stop["exiting"]:
         _stop["signum"] = signum
-        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+        raise _stop_exception(signum)
     if _stop["count"] >= 3:
         os._exit(128 + signum)
     if not _stop["exiting"]:
         os.write(2, b"findspots: stopping: shutting down workers (a third signal exits at once)\n")
 
 
-_on_sigterm = _on_signal  # the name main() used to install
+def _on_unraisable(unraisable) -> None:
+    """``sys.unraisablehook``. A stop signal that arrives while the main thread runs a finaliser (an
+    object's ``__del__``, a weakref callback, a generator closed by the garbage collector) raises its
+    exception there, where Python cannot propagate it: Python prints "Exception ignored in ..." and
+    carries on, and the run would go on to its end. Raise it again, from SIGALRM, once out of there."""
+    if isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)) and _stop["signum"] is not None:
+        _stop["dropped"] = True
+        signal.setitimer(signal.ITIMER_REAL, _REDELIVERY_DELAY_S)
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def _on_alarm(signum, frame) -> None:
+    """SIGALRM: raise the stop exception a finaliser dropped (see _on_unraisable)."""
+    if frame is not None and frame.f_code is _on_unraisable.__code__:  # still in the hook: not yet
+        signal.setitimer(signal.ITIMER_REAL, _REDELIVERY_DELAY_S)
+    elif _stop["dropped"] and not _stop["exiting"]:
+        _stop["dropped"] = False
+        raise _stop_exception(_stop["signum"])
+
+
+def _install_stop_handlers() -> None:
+    """SIGTERM and SIGINT stop the run (see _on_signal), for the whole process."""
+    _stop.update(signum=None, count=0, exiting=False, dropped=False)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    sys.unraisablehook = _on_unraisable
+    atexit.register(_ignore_stop_signals)
 
 
 def _ignore_stop_signals() -> None:
@@ -122,10 +156,11 @@ def _ignore_stop_signals() -> None:
 
 
 def _raise_if_stopped() -> None:
-    """Raise again a stop signal whose exception was swallowed (e.g. raised inside a library's
-    finaliser), so that a stopped run never writes results."""
+    """Raise again a stop signal whose exception was swallowed (e.g. caught by a library), so that a
+    stopped run never writes results."""
     if _stop["signum"] is not None:
-        raise KeyboardInterrupt() if _stop["signum"] == signal.SIGINT else Terminated()
+        _stop["dropped"] = False  # raised here: not again from SIGALRM
+        raise _stop_exception(_stop["signum"])
 
 
 def _stopped(err: BaseException) -> int:
@@ -296,87 +331,52 @@ def _check_geometry(sequences: list, params) -> None:
 
 def run(argv: list[str]) -> int:
     """Run findspots on command-line arguments; returns the exit status."""
-    from findspots.app.logs import finish, setup
-    from findspots.app.parameters import format_config, parse_arguments
-    from findspots.app.pipeline import check_parameters, find_spots
-    from findspots.batch.checkpoint import Checkpoints
-    from findspots.batch.clusters.base import cluster_workdir
-    from findspots.images import ImageError
-    from findspots.images.expt import write_experiments
-    from findspots.images.inputs import load_inputs
-    from findspots.output.histogram import spot_histogram
-    from findspots.output.refl import write_reflections
+    from findspots.app.parameters import parse_arguments
     from findspots.phil import PhilError
-    from findspots.spotfinder.hot_mask import write_hot_mask
 
-    verbosity = 1
     try:
         args = parse_arguments(argv)
     except PhilError as err:
         print(f"findspots: error: {_with_hint(str(err))}", file=sys.stderr)
         return 2
-    verbosity = args.verbosity
+    if args.show_config or args.help or not args.data_args:
+        return _show_parameters(args)
+    return _run_logged(args)
+
+
+def _show_parameters(args) -> int:
+    """``-c``: the parameter tree; ``-h``, or no image given: the usage, then the tree."""
+    from findspots.app.parameters import format_config
+
     if args.show_config:
         print(format_config(args.expert_level, args.attributes_level))
         return 0
-    if args.help or not args.data_args:
-        print(USAGE)
-        print(format_config(max(args.help - 1, 0), args.attributes_level))
-        return 0 if args.help else 2
-    params = args.params
-    out = params.output
-    new_checkpoints = None  # the checkpoint folder when this run created it
+    print(USAGE)
+    print(format_config(max(args.help - 1, 0), args.attributes_level))
+    return 0 if args.help else 2
+
+
+def _run_logged(args) -> int:
+    """The run with its log files; every failure becomes its exit status and one line on stderr."""
+    from findspots.app.logs import finish, setup
+    from findspots.batch.checkpoint import Checkpoints
+    from findspots.images import ImageError
+    from findspots.phil import PhilError
+
+    out = args.params.output
+    checkpoints = Checkpoints(Path(f"{out.reflections}.findspots-checkpoint"))
+    resuming = True  # until looked at: the folder may hold an earlier run's blocks
 
     def bad_input(message: str, code: int) -> int:
-        if new_checkpoints is not None:  # nothing of a failed run is left behind, older runs' blocks are
-            new_checkpoints.remove()
-        return _fail(message, code, verbosity)
+        if not resuming:  # nothing of a failed run is left behind, older runs' blocks are
+            checkpoints.remove()
+        return _fail(message, code, args.verbosity)
 
     try:
-        setup(verbosity, out.log, out.debug_log)
-        log.info("findspots %s", __version__)
-        for warning in args.warnings:
-            log.warning(warning)
-        if args.modified:
-            log.info("The following parameters have been modified:\n\n%s", args.modified)
-        _check_outputs(params)
-        check_parameters(params)
-        started = time.perf_counter()
-        sequences = load_inputs(args.data_args, verify_md5=params.input.verify_md5)
-        _check_sweep_sizes(sequences)
-        _check_geometry(sequences, params)
-        checkpoints = Checkpoints(Path(f"{out.reflections}.findspots-checkpoint"))
-        if not checkpoints.folder.exists():
-            new_checkpoints = checkpoints
-        rows = find_spots(sequences, params, checkpoints, cluster_workdir(out.reflections))
-        _raise_if_stopped()
-        for s in range(len(rows.images)):
-            log.info("\nHistogram of per-image spot count for imageset %d:", s)
-            log.info(spot_histogram(rows.z_of_sequence(s)))
-        log.info("\n%s", "-" * 80)
-        found = time.perf_counter()
-        table = rows.table() if len(rows) else {}
-        if not out.shoeboxes:
-            table.pop("shoebox", None)
-        models = out.experiments or out.datablock
-        identifiers = [str(uuid.uuid4()) for _ in rows.experiments] if models else []
-        if table:
-            write_reflections(out.reflections, table, dict(enumerate(identifiers)))
-            log.info("Saved %d reflections to %s", len(rows), out.reflections)
-        else:
-            log.warning("No reflections found; %s not written", out.reflections)
-        if models:
-            write_experiments(models, sequences, identifiers=identifiers)
-            log.info("Saved %d experiment(s) to %s", len(identifiers), models)
-        for path, masks in rows.hot_masks:
-            write_hot_mask(path, masks)
-        checkpoints.remove()
-        rows.count("written", len(rows))
-        timings = {"spot finding": found - started, "writing": time.perf_counter() - found}
-        _write_report(params, args, table, rows, sequences, timings)
-        if params.per_image_statistics and table:
-            _log_per_image_statistics(table, rows.experiments, sequences)
-        log.debug("Time taken: %.2f s", time.perf_counter() - started)
+        setup(args.verbosity, out.log, out.debug_log)
+        _log_start(args)
+        resuming = checkpoints.folder.exists()
+        _find_and_write(args, checkpoints)
         return 0
     except FindSpotsError as err:
         return bad_input(str(err), err.exit_code)
@@ -388,24 +388,90 @@ def run(argv: list[str]) -> int:
         return _stopped(err)
     except Exception as err:  # a bug: still one line for the user, the traceback in the debug log
         return _fail(
-            f"internal error ({type(err).__name__}: {err}); details in {out.debug_log}", 1, verbosity
+            f"internal error ({type(err).__name__}: {err}); details in {out.debug_log}", 1, args.verbosity
         )
     finally:
         finish()
 
 
+def _log_start(args) -> None:
+    log.info("findspots %s", __version__)
+    for warning in args.warnings:
+        log.warning(warning)
+    if args.modified:
+        log.info("The following parameters have been modified:\n\n%s", args.modified)
+
+
+def _find_and_write(args, checkpoints) -> None:
+    """Check the parameters and outputs, read the images, find the spots, write every output."""
+    from findspots.app.pipeline import check_parameters, find_spots
+    from findspots.batch.clusters.base import cluster_workdir
+    from findspots.images.inputs import load_inputs
+
+    params = args.params
+    _check_outputs(params)
+    check_parameters(params)
+    started = time.perf_counter()
+    sequences = load_inputs(args.data_args, verify_md5=params.input.verify_md5)
+    _check_sweep_sizes(sequences)
+    _check_geometry(sequences, params)
+    rows = find_spots(sequences, params, checkpoints, cluster_workdir(params.output.reflections))
+    _raise_if_stopped()
+    _log_histograms(rows)
+    found = time.perf_counter()
+    table = _write_results(params.output, rows, sequences)
+    checkpoints.remove()
+    rows.count("written", len(rows))
+    timings = {"spot finding": found - started, "writing": time.perf_counter() - found}
+    _write_report(params, args, table, rows, sequences, timings)
+    if params.per_image_statistics and table:
+        _log_per_image_statistics(table, rows.experiments, sequences)
+    log.debug("Time taken: %.2f s", time.perf_counter() - started)
+
+
+def _log_histograms(rows) -> None:
+    from findspots.output.histogram import spot_histogram
+
+    for s in range(len(rows.images)):
+        log.info("\nHistogram of per-image spot count for imageset %d:", s)
+        log.info(spot_histogram(rows.z_of_sequence(s)))
+    log.info("\n%s", "-" * 80)
+
+
+def _write_results(out, rows, sequences: list) -> dict:
+    """The reflection table, the experiment models and the hot-pixel masks; returns the table."""
+    from findspots.images.expt import write_experiments
+    from findspots.output.refl import write_reflections
+    from findspots.spotfinder.hot_mask import write_hot_mask
+
+    table = rows.table() if len(rows) else {}
+    if not out.shoeboxes:
+        table.pop("shoebox", None)
+    models = out.experiments or out.datablock
+    identifiers = [str(uuid.uuid4()) for _ in rows.experiments] if models else []
+    if table:
+        write_reflections(out.reflections, table, dict(enumerate(identifiers)))
+        log.info("Saved %d reflections to %s", len(rows), out.reflections)
+    else:
+        log.warning("No reflections found; %s not written", out.reflections)
+    if models:
+        write_experiments(models, sequences, identifiers=identifiers)
+        log.info("Saved %d experiment(s) to %s", len(identifiers), models)
+    for path, masks in rows.hot_masks:
+        write_hot_mask(path, masks)
+    return table
+
+
 def main() -> None:
     """Console-script entry point."""
-    _stop.update(signum=None, count=0, exiting=False)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    atexit.register(_ignore_stop_signals)
+    _install_stop_handlers()
     reuse_freed_buffers()
     try:
         code = run(sys.argv[1:])
         _stop["exiting"] = True  # from here on a signal no longer interrupts the exit
         sys.stdout.flush()
     except BrokenPipeError:  # output piped into e.g. head: stop quietly, as Unix tools do
+        _stop["exiting"] = True  # a signal now would raise in an exit function, which Python only prints
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     except (KeyboardInterrupt, Terminated) as err:  # during start-up or the final report of run()

@@ -21,6 +21,7 @@ import glob
 import os
 import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from findspots import phil
 from findspots.phil import PhilError
 
 __all__ = [
-    "MASTER_PHIL_PATH",
+    "MASTER_PHIL",
     "PHIL_EXTENSIONS",
     "ArgumentError",
     "ParsedArguments",
@@ -38,7 +39,7 @@ __all__ = [
     "parse_arguments",
 ]
 
-MASTER_PHIL_PATH = Path(__file__).parent.parent / "phil" / "spotfinder.phil"
+MASTER_PHIL = resources.files("findspots.phil").joinpath("spotfinder.phil")  # package data, also in a wheel
 PHIL_EXTENSIONS = (".phil", ".param", ".params", ".eff", ".def")
 _GLOB_CHARS = "*?["
 
@@ -50,7 +51,7 @@ class ArgumentError(PhilError):
 @functools.lru_cache(maxsize=1)
 def master() -> phil.Scope:
     """The parsed master tree (cached; treat as read-only and work on ``master().copy()``)."""
-    return phil.parse(MASTER_PHIL_PATH.read_text(), source=MASTER_PHIL_PATH.name)
+    return phil.parse(MASTER_PHIL.read_text(), source=MASTER_PHIL.name)
 
 
 @dataclass

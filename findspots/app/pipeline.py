@@ -202,10 +202,10 @@ def find_spots(
 ) -> SpotRows:
     """Find spots in every sequence, in order; returns the assembled rows.
 
+    ``params`` have passed :func:`check_parameters` (the command checks them before reading any image);
     ``checkpoints`` (optional) stores finished blocks so that a rerun resumes; ``cluster_dir`` is
     where cluster jobs keep their logs and temporary credentials.
     """
-    check_parameters(params)
     sf = params.spotfinder
     mp = sf.mp
     limits = SizeLimits(min_spot_size(sf.filter, sequences), sf.filter.max_spot_size)
@@ -235,9 +235,7 @@ def find_spots(
             if excluded:
                 log.info("Excluding image(s) %s from spot finding", ", ".join(map(str, excluded)))
             seq = with_maximum_trusted_value(seq, params.maximum_trusted_value)
-            threshold = make_threshold(sf.threshold, geometry=SequenceGeometry(seq.detector, seq.beam))
-            if auto_threshold is not None:
-                threshold.global_threshold = auto_threshold
+            threshold = make_threshold(sf.threshold, SequenceGeometry(seq.detector, seq.beam), auto_threshold)
             finder = StrongFinder(
                 sequence=seq,
                 static_masks=static_masks(seq, sf.filter, load_lookup_mask(sf.lookup.mask, seq.detector)),
@@ -255,19 +253,22 @@ def find_spots(
                 log.info("\nFinding spots in image %d to %d...", j0, j1)
                 first = seq.image_numbers.index(j0)
                 indices = range(first, first + (j1 - j0) + 1)
-                finder.fix_global_threshold(first)
-                auto_threshold = (
-                    getattr(threshold, "global_threshold", None)
-                    if sf.threshold.dispersion.global_threshold == "Auto"
-                    else None
-                )
+                auto_threshold = finder.fix_global_threshold(first)
                 plan = plan_blocks(indices, nproc, mp.njobs or 1, chunksize, mp.min_chunksize or 1, mp.method)
                 _log_plan(plan, mp.method)
                 if plan.nproc > 1 and mp.method in (None, "none"):
                     load_compiled()  # before the local workers are forked
                 executor = executors.get(plan.nproc, plan.njobs)
                 images, spots = run_range(
-                    finder, plan, three_d, limits, executor, _log_image, checkpoints, f"{key}-{s}-{j0}-{j1}"
+                    finder,
+                    plan,
+                    three_d,
+                    limits,
+                    executor,
+                    _log_image,
+                    checkpoints,
+                    f"{key}-{s}-{j0}-{j1}",
+                    _box_grow(sf.filter.background_gradient),
                 )
                 seq_images += images
                 _add_range(rows, spots, finder, seq, base, limits, sf.filter, params.output.shoeboxes)
@@ -292,8 +293,15 @@ def _log_image(im: ImageStrong) -> None:
         )
 
 
-def _filter_chain(seq, measures: list, filter_params) -> list[np.ndarray]:
-    """Per-panel keep flags from DIALS's filter chain, run over the whole range's spots."""
+def _box_grow(gradient) -> int | None:
+    """How far the background-gradient boxes reach beyond a spot's bbox; None when that filter is off."""
+    return (gradient.background_size or 0) + 1 if gradient.filter else None
+
+
+def _filter_chain(seq, measures: list, boxes: list[list[np.ndarray]], filter_params) -> list[np.ndarray]:
+    """Per-panel keep flags from DIALS's filter chain, run over the whole range's spots.
+
+    ``boxes``: per panel, each spot's background-gradient box (used only when that filter is on)."""
     keeps = [np.ones(len(m.bbox), bool) for m in measures]
     total = sum(k.size for k in keeps)
 
@@ -315,31 +323,13 @@ def _filter_chain(seq, measures: list, filter_params) -> list[np.ndarray]:
         )
     gradient = filter_params.background_gradient
     if gradient.filter:
-        boxes, trusted = [], []
-        for p, m in enumerate(measures):
-            boxes += flattened_boxes(seq, p, m.bbox, (gradient.background_size or 0) + 1)
-            trusted += [seq.detector[p].trusted_range] * len(m.bbox)
-        run("background gradient", filters.background_gradient(boxes, trusted, gradient.gradient_cutoff))
+        trusted = [seq.detector[p].trusted_range for p, m in enumerate(measures) for _ in range(len(m.bbox))]
+        every_box = [box for panel in boxes for box in panel]
+        run("background gradient", filters.background_gradient(every_box, trusted, gradient.gradient_cutoff))
     if filter_params.spot_density.filter:
         xy = np.concatenate([m.xyz[:, :2] for m in measures]) if total else np.zeros((0, 2))
         run("spot density", filters.spot_density(xy))
     return keeps
-
-
-def flattened_boxes(seq, panel: int, bbox: np.ndarray, grow: int) -> list[np.ndarray]:
-    """Corrected data summed over each spot's frames, over its bbox grown by ``grow`` in x and y."""
-    width, height = seq.detector[panel].image_size
-    x0 = np.maximum(bbox[:, 0] - grow, 0)
-    x1 = np.minimum(bbox[:, 1] + grow, width)
-    y0 = np.maximum(bbox[:, 2] - grow, 0)
-    y1 = np.minimum(bbox[:, 3] + grow, height)
-    boxes = [np.zeros((b - a, d - c)) for a, b, c, d in zip(y0, y1, x0, x1, strict=True)]
-    first = seq.frame(0)
-    for frame in np.unique(np.concatenate([np.arange(b[4], b[5]) for b in bbox])) if len(bbox) else []:
-        image = seq.get_corrected(int(frame) - first)[panel]
-        for i in np.flatnonzero((bbox[:, 4] <= frame) & (frame < bbox[:, 5])):
-            boxes[i] += image[y0[i] : y1[i], x0[i] : x1[i]]
-    return boxes
 
 
 def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params, with_shoeboxes) -> None:
@@ -354,7 +344,7 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
     measures = [measure(c, *finder.panel_shapes[p]) for p, c in enumerate(spots.panels)]
     log.info("Calculated %d spot centroids", n_kept)
     log.info("Calculated %d spot intensities", n_kept)
-    keeps = _filter_chain(seq, measures, filter_params)
+    keeps = _filter_chain(seq, measures, spots.boxes, filter_params)
     rows.count("removed by the filter chain", n_kept - sum(int(k.sum()) for k in keeps))
     for p, (comps, m, keep) in enumerate(zip(spots.panels, measures, keeps, strict=True)):
         width, height = finder.panel_shapes[p]

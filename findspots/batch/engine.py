@@ -8,7 +8,14 @@ from findspots.batch.checkpoint import Checkpoints
 from findspots.batch.executor import Executor
 from findspots.batch.plan import Plan
 from findspots.batch.progress import Progress
-from findspots.spotfinder.blocks import BlockResult, RangeSpots, SizeLimits, merge_blocks, process_block
+from findspots.spotfinder.blocks import (
+    BlockResult,
+    RangeSpots,
+    SizeLimits,
+    component_boxes,
+    merge_blocks,
+    process_block,
+)
 from findspots.spotfinder.strong import ImageStrong
 
 log = logging.getLogger("findspots")
@@ -48,8 +55,13 @@ def run_range(
     emit_image,
     checkpoints: Checkpoints | None = None,
     range_key: str = "",
+    box_grow: int | None = None,
 ) -> tuple[list[ImageStrong], RangeSpots]:
-    """Process the blocks of ``plan`` and merge them into the range's final components."""
+    """Process the blocks of ``plan`` and merge them into the range's final components.
+
+    ``box_grow`` (background_gradient on): every final component also gets its box, computed on the
+    workers (see :mod:`findspots.spotfinder.blocks`).
+    """
     n = len(plan.blocks)
     ordered = OrderedImageLog(n, emit_image)
     keys = [f"{range_key}-{b[0]}-{b[-1]}" for b in plan.blocks]
@@ -62,7 +74,7 @@ def run_range(
             todo.append(b)
     if len(todo) < n:
         log.info("Resumed %d of %d blocks from %s", n - len(todo), n, checkpoints.folder)
-    tasks = [(plan.blocks[b], b > 0, b < n - 1, three_d, limits) for b in todo]
+    tasks = [(plan.blocks[b], b > 0, b < n - 1, three_d, limits, box_grow) for b in todo]
     progress = Progress(sum(len(plan.blocks[b]) for b in todo))
 
     def describe(i: int) -> str:
@@ -78,4 +90,24 @@ def run_range(
     finally:
         progress.close()
     images = [im for r in ordered.results for im in r.images]
-    return images, merge_blocks(ordered.results, finder.panel_shapes, limits)
+    spots = merge_blocks(ordered.results, finder.panel_shapes, limits)
+    if box_grow is not None:
+        _box_joined(finder, spots, box_grow, executor)
+    return images, spots
+
+
+def _box_joined(finder, spots: RangeSpots, grow: int, executor: Executor) -> None:
+    """Fill in the boxes of the components joined across blocks, one worker task per panel."""
+    joined = {p: spots.joined(p) for p in range(len(spots.panels))}
+    joined = {p: idx for p, idx in joined.items() if idx.size}
+    if not joined:
+        return
+    tasks = [(p, spots.panels[p].take(idx), grow) for p, idx in joined.items()]
+    panels = list(joined)
+
+    def describe(i: int) -> str:
+        return f"the boxes of {len(joined[panels[i]])} spot(s) across blocks on panel {panels[i]}"
+
+    for i, boxes in executor.run(component_boxes, finder, tasks, describe):
+        for k, box in zip(joined[panels[i]], boxes.to_list(), strict=True):
+            spots.boxes[panels[i]][k] = box

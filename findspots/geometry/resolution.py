@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from findspots.geometry.parallax import pixel_to_lab
+from findspots.geometry.parallax import panel_mu, pixel_to_lab
 
 _BLOCK_PIXELS = 1 << 20  # pixels per block when building a panel's map (bounds the temporaries)
 
@@ -75,3 +75,10 @@ def max_resolution_at_corners(panel, s0, mu: float | None = None) -> float:
     nfast, nslow = panel.image_size
     corners = ((0, 0), (0, nslow), (nfast, 0), (nfast, nslow))
     return min(resolution_at_pixel(panel, s0, x, y, mu) for x, y in corners)
+
+
+def detector_max_resolution(detector, beam) -> float:
+    """The smallest d (Angstrom) at the corners of any panel, each with its own px->mm strategy."""
+    return min(
+        max_resolution_at_corners(panel, beam.s0, panel_mu(panel, beam.wavelength)) for panel in detector
+    )

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from findspots.geometry.ice_rings import ice_ring_d_spacings
 from findspots.report.data import (
     ICE_RING_WIDTH,
     MIN_SPOTS_FOR_D,
     Analysis,
     ReportData,
     analyse,
-    ice_ring_d_spacings,
     image_counts,
 )
 

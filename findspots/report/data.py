@@ -15,17 +15,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import product
 
 import numpy as np
+
+from findspots.analysis.per_image import spot_resolution
+from findspots.geometry.ice_rings import ice_ring_d_spacings
+from findspots.geometry.resolution import detector_max_resolution
 
 D_PERCENTILE = 95.0  # percentile of 1/d^2 used for the per-image and overall resolution estimates
 MIN_SPOTS_FOR_D = 5  # fewer spots on an image: the estimate is shown as unreliable (open marker)
 HOT_MIN_IMAGES = 5  # a spot spanning every image of a sweep of at least this many images is suspicious
 HOT_MAX_WIDTH = 3  # ... when its bounding box is at most this many pixels wide and high
 
-# Hexagonal ice Ih (P6_3/mmc, no. 194) with the cell of spotfinder.filter.ice_rings.unit_cell.
-ICE_CELL = (4.498, 7.338)  # a, c in Angstrom
 ICE_RING_WIDTH = 0.002  # 1/d^2, spotfinder.filter.ice_rings.width
 
 
@@ -71,30 +72,6 @@ def image_counts(per_sequence: Iterable[Iterable[object]]) -> list[tuple[int, in
 # ----------------------------------------------------------------------------------------------- geometry
 
 
-def d_spacing(panel, wavelength: float, s0, x, y) -> np.ndarray:
-    """d (Angstrom) at pixel positions (x, y) of ``panel`` (simple px->mm, no parallax correction).
-
-    d = 1 / |s1 - s0| with s1 = unit(lab point) / wavelength; inf on the direct beam."""
-    lab = panel.pixel_to_lab(x, y)
-    s1 = lab / np.linalg.norm(lab, axis=-1, keepdims=True) / wavelength
-    q = np.linalg.norm(s1 - np.asarray(s0, dtype=np.float64), axis=-1)
-    with np.errstate(divide="ignore"):
-        return 1.0 / q
-
-
-def detector_d_min(sequence) -> float:
-    """Smallest d (Angstrom) over the corners of the sequence's panels."""
-    beam = sequence.beam
-    best = math.inf
-    for panel in sequence.detector:
-        w, h = panel.image_size
-        corners = np.array([(0, 0), (w, 0), (0, h), (w, h)], dtype=np.float64)
-        best = min(
-            best, float(d_spacing(panel, beam.wavelength, beam.s0, corners[:, 0], corners[:, 1]).min())
-        )
-    return best
-
-
 def beam_centre(panel, s0) -> tuple[float, float] | None:
     """Pixel position (x, y) where the direct beam meets the panel plane, or None when it misses it."""
     direction = np.asarray(s0, dtype=np.float64)
@@ -111,29 +88,6 @@ def beam_centre(panel, s0) -> tuple[float, float] | None:
         float(rel @ panel.fast_axis) / panel.pixel_size[0],
         float(rel @ panel.slow_axis) / panel.pixel_size[1],
     )
-
-
-def ice_ring_d_spacings(d_min: float = 1.0, cell: tuple[float, float] = ICE_CELL) -> np.ndarray:
-    """Distinct d-spacings (Angstrom, descending, >= d_min) of hexagonal ice in P6_3/mmc.
-
-    Hexagonal metric: 1/d^2 = 4/3 (h^2 + hk + k^2) / a^2 + l^2 / c^2. Systematic absences of
-    P6_3/mmc: reflections with two equal indices among (h, k, i = -h-k) (the hh-2hl family, 00l
-    included) need l even. Down to 1.7 A: 3.895 (100), 3.669 (002), 3.441 (101), 2.671 (102),
-    2.249 (110), 2.072 (103), 1.948 (200), 1.918 (112), 1.883 (201), 1.835 (004), 1.720 (202)."""
-    a, c = cell
-    hmax = int(a / d_min) + 2
-    lmax = int(c / d_min) + 1
-    inv = set()
-    for h, k, l_ in product(range(-hmax, hmax + 1), range(-hmax, hmax + 1), range(0, lmax + 1)):
-        if h == k == l_ == 0:
-            continue
-        i = -h - k
-        if (h == k or k == i or h == i) and l_ % 2:
-            continue
-        s = 4.0 / 3.0 * (h * h + h * k + k * k) / a**2 + l_ * l_ / c**2
-        if s <= 1.0 / d_min**2 + 1e-12:
-            inv.add(round(s, 10))
-    return np.array(sorted((1.0 / math.sqrt(s) for s in inv), reverse=True))
 
 
 # ----------------------------------------------------------------------------------------------- analysis
@@ -240,10 +194,8 @@ def analyse(data: ReportData) -> Analysis:
 
     d = np.full(n, np.nan)
     for s, seq in enumerate(data.sequences):
-        for p, panel in enumerate(seq.detector):
-            sel = (seq_of == s) & (panels == p)
-            if sel.any():
-                d[sel] = d_spacing(panel, seq.beam.wavelength, seq.beam.s0, xyz[sel, 0], xyz[sel, 1])
+        sel = seq_of == s
+        d[sel] = spot_resolution(seq, panels[sel], xyz[sel, :2])
     finite = np.isfinite(d)
 
     # spots per (sequence, image)
@@ -292,7 +244,7 @@ def analyse(data: ReportData) -> Analysis:
                 spots=int((seq_of == s).sum()),
                 strong=sum(r.strong for r in mine),
                 d95=percentile_d(d[sel]),
-                d_detector=detector_d_min(seq),
+                d_detector=detector_max_resolution(seq.detector, seq.beam),
                 strong_limit=_strong_limit(seq, data.max_strong_fraction),
             )
         )

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from findspots.report.data import Analysis, ReportData, beam_centre, d_spacing
+from findspots.geometry.parallax import panel_mu
+from findspots.geometry.resolution import d_spacing
+from findspots.report.data import Analysis, ReportData, beam_centre
 from findspots.report.figures import Inset
 
 INSET_COUNT = 5
@@ -71,7 +73,8 @@ def resolution_grid(sequence, offsets, shape, points: int = 220):
         iy = np.flatnonzero((gy >= oy) & (gy < oy + ph))
         if ix.size and iy.size:
             xx, yy = np.meshgrid(gx[ix] - ox, gy[iy] - oy)
-            gd[np.ix_(iy, ix)] = d_spacing(panel, beam.wavelength, beam.s0, xx, yy)
+            mu = panel_mu(panel, beam.wavelength)
+            gd[np.ix_(iy, ix)] = d_spacing(panel, xx, yy, beam.wavelength, beam.s0, mu)
     gd[~np.isfinite(gd)] = np.nan
     return gx, gy, gd
 

@@ -178,10 +178,7 @@ def per_image_figure(
     x = np.asarray(x, dtype=np.float64)
     spots = np.asarray(spots)
     strong = np.asarray(strong)
-    d95 = np.asarray(d95, dtype=np.float64)
-    reliable = np.asarray(reliable, dtype=bool)
     over_limit = np.asarray(over_limit, dtype=bool)
-    none = spots == 0
     fig = _figure(10, 7.0)
     left, width = 0.85, 6.95
     ax1 = _add_axes(fig, left, 4.75, width, 2.1)
@@ -192,14 +189,37 @@ def per_image_figure(
         return fig
     marker = "o" if len(x) <= 120 else None
     half = 0.5 * (float(np.min(np.diff(x))) if len(x) > 1 else 1.0)
+    _mark_images((ax1, ax2, ax3), x, spots == 0, over_limit, half, breaks)
+    _spots_panel(ax1, x, spots, half, breaks, marker)
+    _strong_panel(ax2, x, strong, over_limit, strong_limit, breaks, marker)
+    for ax in (ax1, ax2):
+        ax.yaxis.set_major_formatter(_thousands())
+    _resolution_panel(ax3, x, np.asarray(d95, dtype=np.float64), np.asarray(reliable, dtype=bool), d_overall)
+    ax3.set_xlabel(xlabel)
+    for ax in (ax1, ax2):
+        ax.tick_params(labelbottom=False)
     for ax in (ax1, ax2, ax3):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=1.6)
+    _image_axis(ax3, x, half, breaks, tick_labels)
+    return fig
+
+
+def _mark_images(axes, x: np.ndarray, none: np.ndarray, over_limit: np.ndarray, half: float, breaks) -> None:
+    """On every panel: shade images without spots and images over the limit, and mark sequence starts."""
+    for ax in axes:
         _shade(ax, x, none, half, RED, 0.12)
         _shade(ax, x, over_limit, half, PURPLE, 0.22)
         for bx, _ in breaks[1:]:
             ax.axvline(bx - half, color=GREY, lw=0.9, ls=":")
-    _lines(ax1, x, spots, breaks, color=BLUE, lw=1.4, marker=marker, ms=3.5, label="spots (by centroid)")
+
+
+def _spots_panel(ax, x: np.ndarray, spots: np.ndarray, half: float, breaks, marker: str | None) -> None:
+    """Top panel: spots per image, images without spots crossed, each sequence's label at its start."""
+    none = spots == 0
+    _lines(ax, x, spots, breaks, color=BLUE, lw=1.4, marker=marker, ms=3.5, label="spots (by centroid)")
     if none.any():
-        ax1.plot(
+        ax.plot(
             x[none],
             spots[none],
             ls="none",
@@ -211,10 +231,10 @@ def per_image_figure(
             zorder=5,
             label=f"no spots ({int(none.sum())} image{'s' if none.sum() > 1 else ''})",
         )
-    ax1.set_ylabel("spots per image")
-    ax1.set_ylim(bottom=0, top=max(1, spots.max()) * 1.12)
+    ax.set_ylabel("spots per image")
+    ax.set_ylim(bottom=0, top=max(1, spots.max()) * 1.12)
     for bx, label in breaks if len(breaks) > 1 else ():
-        ax1.annotate(
+        ax.annotate(
             label,
             (bx - half, 1),
             xycoords=("data", "axes fraction"),
@@ -225,9 +245,14 @@ def per_image_figure(
             color=GREY,
         )
 
-    _lines(ax2, x, strong, breaks, color=ORANGE, lw=1.4, marker=marker, ms=3.5, label="strong pixels")
+
+def _strong_panel(
+    ax, x: np.ndarray, strong: np.ndarray, over_limit: np.ndarray, strong_limit: float | None, breaks, marker
+) -> None:
+    """Middle panel: strong pixels per image, images over the limit marked, and the limit itself."""
+    _lines(ax, x, strong, breaks, color=ORANGE, lw=1.4, marker=marker, ms=3.5, label="strong pixels")
     if over_limit.any():
-        ax2.plot(
+        ax.plot(
             x[over_limit],
             strong[over_limit],
             ls="none",
@@ -239,98 +264,110 @@ def per_image_figure(
     top = max(1, strong.max()) * 1.12
     if strong_limit is not None:
         if strong_limit <= 2 * top:
-            ax2.axhline(strong_limit, color=PURPLE, ls="--", lw=1, label=f"limit: {strong_limit:,.0f}")
+            ax.axhline(strong_limit, color=PURPLE, ls="--", lw=1, label=f"limit: {strong_limit:,.0f}")
             top = max(top, strong_limit * 1.08)
         else:
-            ax2.plot([], [], color=PURPLE, ls="--", lw=1, label=f"limit: {strong_limit:,.0f}\n(far above)")
-    ax2.set_ylim(bottom=0, top=top)
-    ax2.set_ylabel("strong pixels")
-    for ax in (ax1, ax2):
-        ax.yaxis.set_major_formatter(_thousands())
+            ax.plot([], [], color=PURPLE, ls="--", lw=1, label=f"limit: {strong_limit:,.0f}\n(far above)")
+    ax.set_ylim(bottom=0, top=top)
+    ax.set_ylabel("strong pixels")
 
+
+def _resolution_panel(
+    ax, x: np.ndarray, d95: np.ndarray, reliable: np.ndarray, d_overall: float | None
+) -> None:
+    """Bottom panel: the per-image d95 (open markers when unreliable) and the overall estimate."""
+    has_d = np.isfinite(d95)
+    if has_d.any():
+        y_top, y_bottom = _d_range(ax, d95, has_d & reliable, d_overall)
+        _d_markers(ax, x, d95, reliable, y_top, y_bottom)
+        ax.set_ylim(y_bottom, y_top)  # inverted: further out (smaller d) is up
+    else:
+        ax.text(0.5, 0.5, "no spots", transform=ax.transAxes, ha="center", va="center", color=GREY)
+    ax.set_ylabel("d95 (Å), up = further out")
+
+
+def _d_range(ax, d95: np.ndarray, good: np.ndarray, d_overall: float | None) -> tuple[float, float]:
+    """The d axis limits (top, bottom), drawing the overall estimate's line when there is one.
+
+    The range follows the reliable estimates (all of them when none is reliable) and the overall one."""
+    ref = d95[good] if good.any() else d95[np.isfinite(d95)]
+    lo, hi = float(ref.min()), float(ref.max())
+    if d_overall is not None and math.isfinite(d_overall):
+        ax.axhline(d_overall, color=GREEN, lw=1, ls="--", alpha=0.8, label=f"all spots: {d_overall:.2f} Å")
+        lo, hi = min(lo, d_overall), max(hi, d_overall)
+    pad = max(0.08 * (hi - lo), 0.04 * hi)
+    return max(lo - pad, 0.0), hi + pad
+
+
+def _d_markers(
+    ax, x: np.ndarray, d95: np.ndarray, reliable: np.ndarray, y_top: float, y_bottom: float
+) -> None:
+    """The d95 points: filled when reliable, open when not; beyond the range, arrows at its edge."""
     has_d = np.isfinite(d95)
     good = has_d & reliable
     weak = has_d & ~reliable
-    if has_d.any():
-        # The axis range follows the reliable estimates; others beyond it are drawn at its edge.
-        ref = d95[good] if good.any() else d95[has_d]
-        lo, hi = float(ref.min()), float(ref.max())
-        if d_overall is not None and math.isfinite(d_overall):
-            ax3.axhline(
-                d_overall, color=GREEN, lw=1, ls="--", alpha=0.8, label=f"all spots: {d_overall:.2f} Å"
-            )
-            lo, hi = min(lo, d_overall), max(hi, d_overall)
-        pad = max(0.08 * (hi - lo), 0.04 * hi)
-        y_top, y_bottom = max(lo - pad, 0.0), hi + pad
-        inside = (d95 >= y_top) & (d95 <= y_bottom)
-        if (good & inside).any():
-            ax3.plot(
-                x[good & inside],
-                d95[good & inside],
-                color=GREEN,
-                lw=0,
-                marker="o",
-                ms=4.5,
-                label=f"d95 (≥ {MIN_SPOTS_FOR_D} spots)",
-            )
-        if (weak & inside).any():
-            ax3.plot(
-                x[weak & inside],
-                d95[weak & inside],
-                color=GREEN,
-                lw=0,
-                marker="o",
-                ms=4.5,
-                mfc="white",
-                label=f"d95 (< {MIN_SPOTS_FOR_D} spots)",
-            )
-        below, above = has_d & (d95 > y_bottom), has_d & (d95 < y_top)
-        if below.any() or above.any():
-            ax3.plot(
-                x[below],
-                np.full(below.sum(), y_bottom),
-                ls="none",
-                marker="v",
-                color=GREEN,
-                mfc="white",
-                ms=6,
-                clip_on=False,
-                label="off the scale",
-            )
-            ax3.plot(
-                x[above],
-                np.full(above.sum(), y_top),
-                ls="none",
-                marker="^",
-                color=GREEN,
-                mfc="white",
-                ms=6,
-                clip_on=False,
-            )
-        ax3.set_ylim(y_bottom, y_top)  # inverted: further out (smaller d) is up
-    else:
-        ax3.text(0.5, 0.5, "no spots", transform=ax3.transAxes, ha="center", va="center", color=GREY)
-    ax3.set_ylabel("d95 (Å), up = further out")
-    ax3.set_xlabel(xlabel)
-    for ax in (ax1, ax2):
-        ax.tick_params(labelbottom=False)
-    for ax in (ax1, ax2, ax3):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=1.6)
+    inside = (d95 >= y_top) & (d95 <= y_bottom)
+    if (good & inside).any():
+        ax.plot(
+            x[good & inside],
+            d95[good & inside],
+            color=GREEN,
+            lw=0,
+            marker="o",
+            ms=4.5,
+            label=f"d95 (≥ {MIN_SPOTS_FOR_D} spots)",
+        )
+    if (weak & inside).any():
+        ax.plot(
+            x[weak & inside],
+            d95[weak & inside],
+            color=GREEN,
+            lw=0,
+            marker="o",
+            ms=4.5,
+            mfc="white",
+            label=f"d95 (< {MIN_SPOTS_FOR_D} spots)",
+        )
+    below, above = has_d & (d95 > y_bottom), has_d & (d95 < y_top)
+    if below.any() or above.any():
+        ax.plot(
+            x[below],
+            np.full(below.sum(), y_bottom),
+            ls="none",
+            marker="v",
+            color=GREEN,
+            mfc="white",
+            ms=6,
+            clip_on=False,
+            label="off the scale",
+        )
+        ax.plot(
+            x[above],
+            np.full(above.sum(), y_top),
+            ls="none",
+            marker="^",
+            color=GREEN,
+            mfc="white",
+            ms=6,
+            clip_on=False,
+        )
+
+
+def _image_axis(ax, x: np.ndarray, half: float, breaks, tick_labels: Sequence[int] | None) -> None:
+    """The shared x axis: its ticks, their labels (image numbers) and its range."""
     # Every image up to 15, else about a dozen ticks: each one, on three shared axes, costs milliseconds.
     if len(x) <= 15 and not breaks[1:]:
-        ax3.set_xticks(x)
+        ax.set_xticks(x)
     else:
-        ax3.xaxis.set_major_locator(_integer_ticks(12))
+        ax.xaxis.set_major_locator(_integer_ticks(12))
     if tick_labels is not None:
         from matplotlib.ticker import FuncFormatter
 
         numbers = list(tick_labels)
-        ax3.xaxis.set_major_formatter(
+        ax.xaxis.set_major_formatter(
             FuncFormatter(lambda v, _: str(numbers[int(v)]) if v == int(v) and 0 <= v < len(numbers) else "")
         )
-    ax3.set_xlim(x.min() - half, x.max() + half)
-    return fig
+    ax.set_xlim(x.min() - half, x.max() + half)
 
 
 # ----------------------------------------------------------------------------------- spots vs resolution

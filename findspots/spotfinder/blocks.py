@@ -5,6 +5,10 @@ per panel: *interior* ones, which cannot touch another block and are final (alre
 filtered), and *edge* ones, which touch a frame shared with a neighbouring block and are kept
 whole so the merge can join them. Labelling the union of all edge pixels again gives exactly the
 components one labelling of the whole range would give, so results never depend on chunking.
+
+With ``spotfinder.filter.background_gradient`` on, a block also returns the data the filter needs for
+its interior components (see :func:`flattened_boxes`); a component joined across blocks gets its box
+from :func:`component_boxes`, run on a worker too, since no single block sees its whole bounding box.
 Nothing here knows about executors.
 """
 
@@ -16,8 +20,9 @@ from functools import reduce
 
 import numpy as np
 
+from findspots.spotfinder.arrays import ArrayRecord
 from findspots.spotfinder.labelling import label_pixels
-from findspots.spotfinder.spots import Components, group_components
+from findspots.spotfinder.spots import Components, group_components, measure
 from findspots.spotfinder.strong import ImageStrong, StrongFinder
 
 log = logging.getLogger("findspots")
@@ -39,17 +44,48 @@ class SizeLimits:
 
 
 @dataclass
-class PanelResult:
-    """One panel's components from a block (or a merged range)."""
+class SpotBoxes(ArrayRecord):
+    """2-D boxes of image data, one per spot, packed: box k has shape ``shape[k]`` (rows, columns)."""
+
+    data: np.ndarray  # float64, every box raveled, in order
+    shape: np.ndarray  # int64 (N, 2)
+
+    @classmethod
+    def from_list(cls, boxes: list[np.ndarray]) -> SpotBoxes:
+        """Pack a list of 2-D float64 arrays."""
+        data = np.concatenate([b.ravel() for b in boxes]) if boxes else np.zeros(0)
+        return cls(data, np.array([b.shape for b in boxes], np.int64).reshape(-1, 2))
+
+    def to_list(self) -> list[np.ndarray]:
+        """The boxes as separate 2-D arrays."""
+        ends = np.cumsum(self.shape[:, 0] * self.shape[:, 1])
+        return [
+            self.data[end - rows * cols : end].reshape(rows, cols)
+            for (rows, cols), end in zip(self.shape, ends, strict=True)
+        ]
+
+
+def _no_boxes() -> SpotBoxes:
+    return SpotBoxes(np.zeros(0), np.zeros((0, 2), np.int64))
+
+
+@dataclass
+class PanelResult(ArrayRecord):
+    """One panel's components from a block (or a merged range).
+
+    ``boxes`` holds the background-gradient boxes of the interior components (empty when that filter
+    is off).
+    """
 
     interior: Components
     edges: Components
     n_small: int = 0
     n_large: int = 0
+    boxes: SpotBoxes = field(default_factory=_no_boxes)
 
 
 @dataclass
-class BlockResult:
+class BlockResult(ArrayRecord):
     """What a block returns: per-image counts, per-panel components, and per-panel hot pixels.
 
     ``hot[p]`` holds the flat indices of panel p's pixels that are strong on every image of the
@@ -89,6 +125,31 @@ def _label(keys: np.ndarray, values: np.ndarray, width: int, height: int, three_
     return group_components(keys, values, labels, ncomp)
 
 
+def flattened_boxes(sequence, panel: int, bbox: np.ndarray, grow: int) -> list[np.ndarray]:
+    """Corrected data summed over each spot's frames, over its bbox grown by ``grow`` in x and y.
+
+    What ``spotfinder.filter.background_gradient`` fits its plane to; reads the frames again.
+    """
+    width, height = sequence.detector[panel].image_size
+    x0 = np.maximum(bbox[:, 0] - grow, 0)
+    x1 = np.minimum(bbox[:, 1] + grow, width)
+    y0 = np.maximum(bbox[:, 2] - grow, 0)
+    y1 = np.minimum(bbox[:, 3] + grow, height)
+    boxes = [np.zeros((b - a, d - c)) for a, b, c, d in zip(y0, y1, x0, x1, strict=True)]
+    first = sequence.frame(0)
+    for frame in np.unique(np.concatenate([np.arange(b[4], b[5]) for b in bbox])) if len(bbox) else []:
+        image = sequence.get_corrected(int(frame) - first)[panel]
+        for i in np.flatnonzero((bbox[:, 4] <= frame) & (frame < bbox[:, 5])):
+            boxes[i] += image[y0[i] : y1[i], x0[i] : x1[i]]
+    return boxes
+
+
+def component_boxes(finder: StrongFinder, panel: int, comps: Components, grow: int) -> SpotBoxes:
+    """The :func:`flattened_boxes` of components of ``panel`` (a worker task for joined components)."""
+    bbox = measure(comps, *finder.panel_shapes[panel]).bbox
+    return SpotBoxes.from_list(flattened_boxes(finder.sequence, panel, bbox, grow))
+
+
 def process_block(
     finder: StrongFinder,
     indices: range,
@@ -96,11 +157,13 @@ def process_block(
     open_last: bool,
     three_d: bool,
     limits: SizeLimits,
+    box_grow: int | None = None,
 ) -> BlockResult:
     """Threshold the images ``indices`` of a sequence and label them.
 
     ``open_first``/``open_last`` say whether the block's first/last frame borders another
     block of the same range; components touching an open side are returned as edges.
+    ``box_grow`` (background_gradient on) also returns the interior components' boxes.
     """
     images = [finder.find(i) for i in indices]
     result = BlockResult(images=[im.without_pixels() for im in images])
@@ -125,7 +188,10 @@ def process_block(
         else:
             is_edge = np.zeros(len(comps), bool)
         interior, small, large = limits.split(comps.select(~is_edge))
-        result.panels.append(PanelResult(interior, comps.select(is_edge), small, large))
+        panel = PanelResult(interior, comps.select(is_edge), small, large)
+        if box_grow is not None:
+            panel.boxes = component_boxes(finder, p, interior, box_grow)
+        result.panels.append(panel)
         result.hot.append(reduce(np.intersect1d, [im.idx[p] for im in images]))
     return result
 
@@ -139,22 +205,35 @@ class RangeSpots:
     n_small: int
     n_large: int
     hot: list[np.ndarray]  # per panel: flat indices strong on every image of the range
+    # per panel and component, its background-gradient box: None for a component joined across blocks
+    # until the caller fills it in with component_boxes (all None when the filter is off)
+    boxes: list[list[np.ndarray | None]]
+
+    def joined(self, panel: int) -> np.ndarray:
+        """Indices of the components of ``panel`` still without a box."""
+        return np.array([i for i, b in enumerate(self.boxes[panel]) if b is None], np.int64)
 
 
 def merge_blocks(
     blocks: list[BlockResult], panel_shapes: list[tuple[int, int]], limits: SizeLimits
 ) -> RangeSpots:
     """Join edge components across block boundaries and order every component by first pixel."""
-    out, extracted, small, large = [], 0, 0, 0
+    out, boxes, extracted, small, large = [], [], 0, 0, 0
     for p, (width, height) in enumerate(panel_shapes):
         parts = [b.panels[p] for b in blocks if b.panels]
         edges = _concat([r.edges for r in parts])
         joined = _label(edges.keys, edges.values, width, height, True) if len(edges) else edges
         kept, j_small, j_large = limits.split(joined)
         comps = _concat([r.interior for r in parts] + [kept])
+        # interior components whose block carried no box (filter off) stay None like the joined ones
+        panel_boxes = [box for r in parts for box in r.boxes.to_list() or [None] * len(r.interior)] + [
+            None
+        ] * len(kept)
         if len(comps):
             order = np.argsort(comps.keys[comps.start[:-1]], kind="stable")
             comps = comps.take(order)
+            panel_boxes = [panel_boxes[i] for i in order]
+        boxes.append(panel_boxes)
         p_small = sum(r.n_small for r in parts) + j_small
         p_large = sum(r.n_large for r in parts) + j_large
         out.append(comps)
@@ -162,4 +241,4 @@ def merge_blocks(
         large += p_large
         extracted += len(comps) + p_small + p_large
     hot = [reduce(np.intersect1d, [b.hot[p] for b in blocks if b.hot]) for p in range(len(panel_shapes))]
-    return RangeSpots(out, extracted, small, large, hot)
+    return RangeSpots(out, extracted, small, large, hot, boxes)

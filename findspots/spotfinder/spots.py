@@ -13,13 +13,14 @@ import numba
 import numpy as np
 
 from findspots.output.refl import Shoeboxes
+from findspots.spotfinder.arrays import ArrayRecord
 
 VALID = 1
 FOREGROUND = 4
 
 
 @dataclass
-class Components:
+class Components(ArrayRecord):
     """Pixels of labelled components, grouped: component k is ``slice(start[k], start[k+1])``."""
 
     keys: np.ndarray  # int64, key order within each component

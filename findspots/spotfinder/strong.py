@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from findspots.errors import TooManyStrongPixels
+from findspots.spotfinder.arrays import ArrayRecord
 from findspots.threshold import Threshold
 
 
 @dataclass
-class ImageStrong:
+class ImageStrong(ArrayRecord):
     """Strong pixels of one image: per panel, flat indices (ascending) and corrected values."""
 
     frame: int
@@ -64,17 +65,21 @@ class StrongFinder:
         )
         return strong
 
-    def fix_global_threshold(self, index: int) -> None:
-        """Estimate ``global_threshold=Auto`` once, from image ``index``'s first panel (ROI crop).
+    def fix_global_threshold(self, index: int) -> float | None:
+        """Estimate ``global_threshold=Auto`` once, from image ``index``'s first panel (ROI crop), into
+        the finder's threshold; returns the value (None without Auto).
 
         DIALS estimates it in each process; fixing it here keeps results independent of chunking.
         """
-        if getattr(self.threshold, "auto", False) and self.threshold.global_threshold is None:
+        if not getattr(self.threshold, "auto", False):
+            return None
+        if self.threshold.global_threshold is None:
             image = self.sequence.get_corrected(index)[0]
             if self.roi is not None:
                 x0, x1, y0, y1 = self.roi
                 image = image[y0:y1, x0:x1]
-            self.threshold.estimate(image)
+            self.threshold = self.threshold.estimated_from(image)
+        return self.threshold.global_threshold
 
     def find(self, index: int) -> ImageStrong:
         """Threshold image ``index`` of the sequence and check the strong-pixel fraction."""

@@ -24,8 +24,8 @@ SequenceGeometry` (detector, beam) is one, and pickles, which a lambda does not.
 
 from __future__ import annotations
 
+import copy
 import logging
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -57,12 +57,10 @@ __all__ = [
 class DispersionThreshold:
     """``dispersion`` / ``dispersion_extended`` callable (calling convention: module docstring).
 
-    With ``global_threshold=Auto`` the value is estimated from the first image this object is
-    called on (:mod:`findspots.threshold.global_auto`), logged as ``Setting global_threshold: N``
-    and kept: ``global_threshold`` is None until then, and the value travels with the object
-    when it is pickled. A batch engine that wants one value for all its workers calls
-    :meth:`estimate` on the first image of the sequence (or sets ``global_threshold``) before it
-    sends the object out.
+    ``global_threshold`` is the value used; with ``global_threshold=Auto`` (``auto`` True) it is None
+    until the caller makes the threshold to use with :meth:`estimated_from` (the first image of the
+    run) or :meth:`with_global_threshold` (a value estimated before). The value is fixed before the
+    object is sent to any worker, so the spots never depend on chunking or processes.
 
     Deliberate difference from DIALS: DIALS re-estimates in every worker process (each pickled task
     estimates from its own first image), so its spots can depend on nproc and chunking; here the
@@ -88,21 +86,22 @@ class DispersionThreshold:
         self.gain = gain
         self.auto = global_threshold is Auto or global_threshold == "Auto"
         self.global_threshold: float | None = None if self.auto else float(global_threshold)
-        self._lock = threading.Lock()
 
-    def estimate(self, image: np.ndarray) -> float:
-        """The global threshold, estimated from ``image`` and fixed if it is not fixed yet."""
-        with self._lock:
-            if self.global_threshold is None:
-                value = estimate_global_threshold(image)
-                log.info("Setting global_threshold: %i", value)
-                self.global_threshold = float(value)
-            return self.global_threshold
+    def with_global_threshold(self, value: float) -> DispersionThreshold:
+        """This threshold with the ``global_threshold=Auto`` value fixed to ``value``."""
+        fixed = copy.copy(self)
+        fixed.global_threshold = float(value)
+        return fixed
+
+    def estimated_from(self, image: np.ndarray) -> DispersionThreshold:
+        """This threshold with the ``global_threshold=Auto`` value estimated from ``image`` (logged)."""
+        value = estimate_global_threshold(image)
+        log.info("Setting global_threshold: %i", value)
+        return self.with_global_threshold(value)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, panel: int = 0, roi=None) -> np.ndarray:
-        threshold = self.global_threshold
-        if threshold is None:
-            threshold = self.estimate(image)
+        if self.global_threshold is None:
+            raise ValueError("global_threshold=Auto has no value yet: set it with with_global_threshold()")
         return _DISPERSION_FAMILY[self.algorithm](
             image,
             mask,
@@ -110,18 +109,9 @@ class DispersionThreshold:
             sigma_background=self.sigma_background,
             sigma_strong=self.sigma_strong,
             min_local=self.min_local,
-            global_threshold=threshold,
+            global_threshold=self.global_threshold,
             gain=self.gain,
         )
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def _dispersion(name: str, p) -> DispersionThreshold:
@@ -146,14 +136,20 @@ def _dispersion(name: str, p) -> DispersionThreshold:
     return DispersionThreshold(name, kernel, p.sigma_background, p.sigma_strong, p.min_local, g, p.gain)
 
 
-def make_threshold(threshold_params, geometry: Callable | None = None) -> Threshold:
+def make_threshold(
+    threshold_params, geometry: Callable | None = None, auto_global_threshold: float | None = None
+) -> Threshold:
     """Build the threshold callable selected by ``threshold.algorithm`` (see the module docstring).
 
     ``radial_profile`` may be built without ``geometry`` (to check the parameters); calling it then
-    raises :class:`ParameterError`."""
+    raises :class:`ParameterError`. ``auto_global_threshold``: the value of dispersion's
+    ``global_threshold=Auto`` when the caller has estimated it already (ignored for a number)."""
     name = threshold_params.algorithm
     if name in _DISPERSION_FAMILY:
-        return _dispersion(name, threshold_params.dispersion)
+        threshold = _dispersion(name, threshold_params.dispersion)
+        if threshold.auto and auto_global_threshold is not None:
+            return threshold.with_global_threshold(auto_global_threshold)
+        return threshold
     if name == "radial_profile":
         p = threshold_params.radial_profile
         return RadialProfileThreshold(p.n_iqr, p.blur, p.n_bins, geometry)

@@ -21,10 +21,11 @@ before the fall levels off:
 
 DIALS estimates on the first ``compute_threshold`` call of each process or pickled task (its first
 image's first panel, region of interest applied) by writing the value into its parameters, so it
-holds for every later image that process thresholds. findspots estimates once, on the first image the
-threshold object sees, and keeps the value in the object (see
-:class:`findspots.threshold.DispersionThreshold`), so the spots never depend on how the images are
-split into chunks or processes.
+holds for every later image that process thresholds. findspots estimates once per run, from the
+first image of the first scan range (first panel, region of interest applied), before any worker
+starts, and passes the value explicitly to every threshold of the run
+(:meth:`findspots.threshold.DispersionThreshold.with_global_threshold`), so the spots never depend
+on how the images are split into chunks or processes.
 """
 
 from __future__ import annotations

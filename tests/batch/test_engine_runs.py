@@ -14,6 +14,8 @@ import pytest
 from spotcompare import assert_same_spots
 from test_dials_parity import npz_shoeboxes, run_findspots
 
+from findspots.app.cli import run
+from findspots.batch.checkpoint import Checkpoints
 from findspots.batch.local_pool import WORKER_NAME
 from findspots.output.refl import read_reflections
 
@@ -87,6 +89,32 @@ def test_sigkill_of_the_whole_run_then_rerun_resumes(tmp_path, shared_data):
     assert 3 <= saved < 30
     rerun = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert f"Resumed {saved} of 30 blocks" in rerun.stdout
+    assert out.read_bytes() == clean.read_bytes()
+    assert not checkpoint.exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["filter.background_gradient.filter=True", "gradient_cutoff=0.5"]])
+def test_a_rerun_after_an_interruption_resumes_byte_identical(tmp_path, monkeypatch, extra):
+    # A run interrupted after some blocks, simulated on the bundled sweep: a run whose checkpoint folder
+    # is kept, then its output and all but 5 of its 15 one-image blocks deleted (what a kill leaves).
+    def argv(out: Path) -> list[str]:
+        args = ["chunksize=1", "min_chunksize=1", "output.report=None", f"output.reflections={out}"]
+        return [*map(str, L_CYST), *args, *extra, f"output.log={out}.log", "output.debug_log=None"]
+
+    clean = tmp_path / "clean.refl"
+    assert run(argv(clean)) == 0
+    out = tmp_path / "strong.refl"
+    checkpoint = Path(f"{out}.findspots-checkpoint")
+    with monkeypatch.context() as m:
+        m.setattr(Checkpoints, "remove", lambda self: None)
+        assert run(argv(out)) == 0
+    out.unlink()
+    blocks = sorted(checkpoint.glob("*.npz"))
+    assert len(blocks) == 15
+    for p in blocks[5:]:
+        p.unlink()
+    assert run(argv(out)) == 0
+    assert f"Resumed 5 of 15 blocks from {checkpoint}" in Path(f"{out}.log").read_text()
     assert out.read_bytes() == clean.read_bytes()
     assert not checkpoint.exists()
 

@@ -85,40 +85,48 @@ def params(global_threshold, algorithm="dispersion"):
     return SimpleNamespace(algorithm=algorithm, dispersion=dispersion_params)
 
 
-def test_auto_estimates_once_from_the_first_image_and_logs(caplog):
+def test_auto_is_estimated_from_the_image_given_and_logged(caplog):
     first = stepped_image()
     mask = np.ones(first.shape, bool)
-    fn = make_threshold(params(Auto))
-    assert isinstance(fn, DispersionThreshold) and fn.auto and fn.global_threshold is None
+    auto = make_threshold(params(Auto))
+    assert isinstance(auto, DispersionThreshold) and auto.auto and auto.global_threshold is None
     with caplog.at_level(logging.INFO, logger="findspots"):
-        strong = fn(first, mask)
-    assert fn.global_threshold == 5.0
+        fn = auto.estimated_from(first)
+    assert fn.global_threshold == 5.0 and auto.global_threshold is None  # a new object; none changes
     assert "Setting global_threshold: 5" in caplog.text
-    np.testing.assert_array_equal(strong, dispersion(first, mask, global_threshold=5.0))
+    np.testing.assert_array_equal(fn(first, mask), dispersion(first, mask, global_threshold=5.0))
     # a later, blank image would estimate 1477 on its own; the value stays 5
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="findspots"):
-        fn(np.zeros((40, 40)), mask)
-    assert fn.global_threshold == 5.0 and "Setting" not in caplog.text
+    np.testing.assert_array_equal(
+        fn(np.zeros((40, 40)), mask), dispersion(np.zeros((40, 40)), mask, global_threshold=5.0)
+    )
+    assert fn.global_threshold == 5.0
+
+
+def test_auto_without_a_value_refuses_to_threshold():
+    # the value is always fixed before an image is thresholded: nothing estimates behind the caller's back
+    fn = make_threshold(params(Auto))
+    with pytest.raises(ValueError, match="global_threshold=Auto has no value yet"):
+        fn(stepped_image(), np.ones((40, 40), bool))
 
 
 def test_estimate_ignores_the_mask_and_travels_with_the_object():
-    fn = make_threshold(params("Auto", algorithm="dispersion_extended"))
+    fn = make_threshold(params("Auto", algorithm="dispersion_extended")).estimated_from(stepped_image())
     image = stepped_image()
-    fn(image, np.zeros(image.shape, bool))  # everything masked: the estimate still counts all pixels
+    fn(image, np.zeros(image.shape, bool))  # everything masked: the value still counts all pixels
     assert fn.global_threshold == 5.0
     copy = pickle.loads(pickle.dumps(fn))
     assert copy.global_threshold == 5.0 and copy.algorithm == "dispersion_extended"
 
 
-def test_batch_engine_can_fix_the_value_before_any_call():
-    fn = make_threshold(params(Auto))
-    assert fn.estimate(stepped_image()) == 5.0
-    assert fn.estimate(np.zeros((3, 3))) == 5.0  # already fixed
-    other = make_threshold(params(Auto))
-    other.global_threshold = 7.0
-    other(stepped_image(), np.ones((40, 40), bool))
-    assert other.global_threshold == 7.0
+def test_a_value_estimated_before_is_passed_explicitly():
+    # a later sequence of the run gets the first sequence's value, as DIALS's serial run keeps it
+    fn = make_threshold(params(Auto), auto_global_threshold=7.0)
+    assert fn.auto and fn.global_threshold == 7.0
+    image = stepped_image()
+    mask = np.ones(image.shape, bool)
+    np.testing.assert_array_equal(fn(image, mask), dispersion(image, mask, global_threshold=7.0))
+    # a number given as the parameter is not replaced by an Auto value
+    assert make_threshold(params(3.0), auto_global_threshold=7.0).global_threshold == 3.0
 
 
 def test_number_is_used_as_given_and_none_is_rejected():

@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from findspots.errors import FindSpotsError
 
 log = logging.getLogger("findspots")
 
-DEFAULTS = Path(__file__).with_name("defaults.yaml")
 MEMORY_PER_PROCESS_GB = 1
 
 
+@functools.cache  # dask keeps every set of defaults it is given: add ours once
 def load_defaults() -> None:
-    """Apply findspots's jobqueue defaults where the user's dask configuration left a key at
-    dask-jobqueue's own packaged default (a site's or user's setting always wins)."""
+    """Add findspots's jobqueue defaults (``defaults.yaml``, shipped in the package) to dask's, as
+    dask-jobqueue adds its own: they replace dask-jobqueue's packaged values, while a value a site
+    or user set (configuration file, ``DASK_JOBQUEUE__*``) wins."""
     import dask
-    import dask_jobqueue
+    import dask_jobqueue  # noqa: F401  (its defaults first, so that ours are laid over them)
     import yaml
 
-    with open(Path(dask_jobqueue.__file__).with_name("jobqueue.yaml")) as fh:
-        packaged = yaml.safe_load(fh)["jobqueue"]
-    with open(DEFAULTS) as fh:
-        ours = yaml.safe_load(fh)["jobqueue"]
-    updates = {}
-    for section, values in ours.items():
-        for key, value in values.items():
-            path = f"jobqueue.{section}.{key}"
-            if dask.config.get(path, default=None) == packaged.get(section, {}).get(key):
-                updates[path] = value
-    dask.config.set(updates)
+    text = resources.files(__package__).joinpath("defaults.yaml").read_text()
+    dask.config.update_defaults(yaml.safe_load(text))
 
 
 class ClusterBackend:

@@ -42,7 +42,10 @@ def _job_class():
         """A dask-jobqueue job submitted and cancelled through DRMAA."""
 
         config_name = "sge"
-        native_specification = ""
+
+        def __init__(self, *args, native_specification: str = "", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.native_specification = native_specification  # qsub-style options for the scheduler
 
         async def _submit_job(self, script_filename):
             # dask-jobqueue deletes its script after submitting; DRMAA runs the file later
@@ -80,14 +83,13 @@ def _job_class():
 class DRMAABackend(ClusterBackend):
     name = "drmaa"
     config_section = "sge"  # the job script is an SGE-style script run through DRMAA
-    _native = ""
 
     def options(self, nproc, mp, workdir):
         opts = super().options(nproc, mp, workdir)
         native = [f"-q {opts.pop('queue')}"] if "queue" in opts else []
         native += opts.pop("job_extra_directives", [])
         opts.pop("project", None)
-        self._native = " ".join(native)
+        opts["native_specification"] = " ".join(native)  # the cluster passes it on to each job
         opts["config_name"] = "sge"
         return opts
 
@@ -95,5 +97,4 @@ class DRMAABackend(ClusterBackend):
         from dask_jobqueue.core import JobQueueCluster
 
         session()  # fail early, with the hint, when libdrmaa cannot be loaded
-        job = type("DRMAAJob", (_job_class(),), {"native_specification": self._native})
-        return type("DRMAACluster", (JobQueueCluster,), {"job_cls": job})
+        return type("DRMAACluster", (JobQueueCluster,), {"job_cls": _job_class()})
