@@ -28,3 +28,10 @@ class TooManyStrongPixels(FindSpotsError):
 
 class WorkerDied(FindSpotsError):
     """A block killed its worker process (e.g. out of memory) as many times as allowed."""
+
+
+class ImageError(Exception):
+    """An image file is missing, unreadable, corrupt or inconsistent with its sequence.
+
+    Not a ``FindSpotsError``: the command line reports it on its own, with exit status 1.
+    ``findspots.images`` re-exports it, where most callers import it from."""

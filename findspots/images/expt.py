@@ -7,10 +7,10 @@ scan ranges (a still sequence from dials.import has one single-image scan per im
 image lists and HDF5 masters (``single_file_indices``) are resolved relative to the JSON file's folder,
 then the current folder. A detector hierarchy is composed into lab-frame panels. Trusted ranges are
 inclusive; a pixel-array panel whose range starts at -1 was written by dxtbx before 3.12 with exclusive
-ends and is read as starting at 0. External masks are accepted as ``.npy`` (one 2D array, or a 3D stack
-with one layer per panel) or HDF5 (datasets ``mask``, or ``mask_0``, ``mask_1``... per panel; True or
-nonzero = good); pickles are refused, never unpickled. The format's own extras (NeXus pixel mask,
-goniometer shadow when ``dynamic_shadowing`` is not False) come from the image files.
+ends and is read as starting at 0. External masks are read by ``mask_files`` (.npy or HDF5/NeXus, as
+``spotfinder.lookup.mask``; pickles are refused, never unpickled). The reader, the format's own extras
+(NeXus pixel mask, goniometer shadow when ``dynamic_shadowing`` is not False) and the format's name come
+from the image files, through the format registry.
 
 Writing follows current dxtbx's field names with the legacy scan form (``oscillation`` [start, width]),
 which DIALS 3.x reads, absolute paths, and a flat hierarchy (panels in the lab frame under an identity
@@ -29,12 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from findspots.images import ImageError
+from findspots.errors import ImageError
+from findspots.images.fileio import peek
+from findspots.images.formats import SweepFormat, detect
+from findspots.images.mask_files import read_mask_file
 from findspots.images.models import Beam, Detector, Goniometer, ImageSequence, Panel, Scan
+from findspots.images.nexus import NexusReader
+from findspots.images.sweeps import group_images
 
 log = logging.getLogger("findspots")
 
-PICKLE_SUFFIXES = (".pickle", ".pkl", ".pck")
 _SHADOW_OFF = (False, "False", "false", 0)
 
 
@@ -173,43 +177,15 @@ def expand_template(template: str, numbers: list[int]) -> list[str]:
     return [template[: m.start()] + f"{n:0{width}d}" + template[m.end() :] for n in numbers]
 
 
-def _load_mask(path: str) -> list[np.ndarray]:
-    """An external mask (True = good) from .npy or HDF5; pickles are refused."""
-    if path.lower().endswith(PICKLE_SUFFIXES):
-        raise ImageError(
-            f"{path}: mask pickles are not read (unpickling can run arbitrary code); convert the mask to "
-            ".npy (one bool array per panel, stacked) or HDF5 (dataset 'mask', or 'mask_0', 'mask_1', ...)"
-        )
-    if not os.path.exists(path):
-        raise ImageError(f"{path}: mask file not found")
-    if path.lower().endswith(".npy"):
-        arr = np.load(path, allow_pickle=False)
-        return [a != 0 for a in (arr[None] if arr.ndim == 2 else arr)]
-    from findspots.images.nexus import _h5, is_hdf5
-
-    if not is_hdf5(path):
-        raise ImageError(f"{path}: unsupported mask format (use .npy or HDF5)")
-    with _h5().File(path, "r") as fh:
-        if "mask" in fh:
-            arr = np.asarray(fh["mask"][()])
-            return [a != 0 for a in (arr[None] if arr.ndim == 2 else arr)]
-        names = sorted((n for n in fh if re.fullmatch(r"mask_\d+", n)), key=lambda n: int(n[5:]))
-        if not names:
-            raise ImageError(f"{path}: no 'mask' or 'mask_0'... dataset")
-        return [np.asarray(fh[n][()]) != 0 for n in names]
-
-
-def _format_sequence(first_file: str, indices: list[int] | None) -> ImageSequence:
+def _format_sequence(first_file: str, indices: list[int] | None, verify_md5: bool) -> ImageSequence:
     """The sequence the image files themselves give (reader, format mask, shadow)."""
-    from findspots.images.inputs import sequences_of_files
-    from findspots.images.nexus import is_hdf5, nexus_sequence
-
-    if is_hdf5(first_file):
-        return nexus_sequence(first_file, indices)
-    return sequences_of_files([first_file])[0]
+    fmt = detect(first_file, peek(first_file))
+    if isinstance(fmt, SweepFormat):
+        return fmt.read_sequence(first_file, indices)
+    return group_images([first_file], verify_md5)[0]
 
 
-def _build(iset: dict, models: dict, directory: Path, numbers: list[int]) -> ImageSequence:
+def _build(iset: dict, models: dict, directory: Path, numbers: list[int], verify_md5: bool) -> ImageSequence:
     """One ImageSequence for an imageset dict, its models and its image numbers."""
     single = iset.get("single_file_indices")
     if "template" in iset or "master" in iset:
@@ -225,7 +201,7 @@ def _build(iset: dict, models: dict, directory: Path, numbers: list[int]) -> Ima
     if not os.path.exists(paths[0]):
         raise ImageError(f"{paths[0]}: image file named in the experiment file not found")
     hdf5_indices = [n - 1 for n in numbers] if (single is not None or "master" in iset) else None
-    fmt = _format_sequence(paths[0], hdf5_indices)
+    fmt = _format_sequence(paths[0], hdf5_indices, verify_md5)
     shadowing = iset.get("params", {}).get("dynamic_shadowing", "Auto")
     seq = ImageSequence(
         paths=paths,
@@ -243,7 +219,8 @@ def _build(iset: dict, models: dict, directory: Path, numbers: list[int]) -> Ima
     if fmt.shadow is not None and seq.shadow is not None and models["goniometer"] is not None:
         seq.shadow = replace(fmt.shadow, goniometer=models["goniometer"])
     if iset.get("mask"):
-        seq.external_mask = _load_mask(_resolve(iset["mask"], directory))
+        mask = _resolve(iset["mask"], directory)
+        seq.external_mask = read_mask_file(mask, models["detector"], mask)
     for key in ("gain", "pedestal", "dx", "dy"):
         if iset.get(key):
             raise ImageError(f"{iset[key]}: external {key} maps are not supported")
@@ -270,8 +247,9 @@ def _still_scan(n: int) -> Scan:
     return Scan((1, n), (0.0, 0.0))
 
 
-def sequences_from_experiments(d: dict, directory: Path) -> list[ImageSequence]:
-    """ImageSequences of an ExperimentList dict, one per imageset, in imageset order."""
+def sequences_from_experiments(d: dict, directory: Path, verify_md5: bool = False) -> list[ImageSequence]:
+    """ImageSequences of an ExperimentList dict, one per imageset, in imageset order (``verify_md5``: as
+    for ``group_images``)."""
     beams = [beam_from_dict(b) for b in d.get("beam", [])]
     detectors = [detector_from_dict(x) for x in d.get("detector", [])]
     gonios = [goniometer_from_dict(g) for g in d.get("goniometer", [])]
@@ -300,11 +278,13 @@ def sequences_from_experiments(d: dict, directory: Path) -> list[ImageSequence]:
             numbers = [k + 1 for k in iset.get("single_file_indices", range(count))]
             models["scan"] = _still_scan(len(numbers))
             models["scan"].image_range = (numbers[0], numbers[-1])
-        out.append(_build(iset, models, directory, numbers))
+        out.append(_build(iset, models, directory, numbers, verify_md5))
     return out
 
 
-def sequences_from_datablocks(blocks: list[dict], directory: Path) -> list[ImageSequence]:
+def sequences_from_datablocks(
+    blocks: list[dict], directory: Path, verify_md5: bool = False
+) -> list[ImageSequence]:
     """ImageSequences of an old DataBlock list (``datablock.json``)."""
     out = []
     for block in blocks:
@@ -336,12 +316,13 @@ def sequences_from_datablocks(blocks: list[dict], directory: Path) -> list[Image
                     iset["template"] = images[0]["filename"]
             numbers = list(range(scan.image_range[0], scan.image_range[1] + 1))
             models["scan"] = scan
-            out.append(_build(iset, models, directory, numbers))
+            out.append(_build(iset, models, directory, numbers, verify_md5))
     return out
 
 
-def read_experiments(path: str) -> list[ImageSequence]:
-    """The sequences of an ExperimentList JSON or old DataBlock JSON file."""
+def read_experiments(path: str, verify_md5: bool = False) -> list[ImageSequence]:
+    """The sequences of an ExperimentList JSON or old DataBlock JSON file (``verify_md5``: CBF readers check
+    each image's Content-MD5)."""
     try:
         with open(path) as fh:
             data = json.load(fh)
@@ -352,12 +333,12 @@ def read_experiments(path: str) -> list[ImageSequence]:
     directory = Path(path).resolve().parent
     try:
         if isinstance(data, dict) and data.get("__id__") == "ExperimentList":
-            sequences = sequences_from_experiments(data, directory)
+            sequences = sequences_from_experiments(data, directory, verify_md5)
         else:
             blocks = data if isinstance(data, list) else [data]
             if not blocks or not all(isinstance(b, dict) and b.get("__id__") == "DataBlock" for b in blocks):
                 raise ImageError(f"{path}: JSON is neither an ExperimentList nor a DataBlock list")
-            sequences = sequences_from_datablocks(blocks, directory)
+            sequences = sequences_from_datablocks(blocks, directory, verify_md5)
     except ImageError as e:
         message = str(e)
         raise ImageError(message if Path(path).name in message else f"{path}: {message}") from e
@@ -459,8 +440,6 @@ def _scan_dict(s: Scan) -> dict:
 
 
 def _imageset_dict(seq: ImageSequence) -> dict:
-    from findspots.images.nexus import NexusReader
-
     hdf5 = isinstance(seq.reader, NexusReader)
     d: dict = {"__id__": "ImageSequence", "template": os.path.abspath(seq.template)}
     if hdf5:

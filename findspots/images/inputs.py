@@ -14,9 +14,13 @@ import glob
 import logging
 import os
 
-from findspots.images import ImageError
-from findspots.images.cbf import read_raw_verified
-from findspots.images.models import ImageSequence, _default_reader
+from findspots.errors import ImageError
+from findspots.images.expt import read_experiments
+from findspots.images.fileio import peek
+from findspots.images.formats import FileFormat, SweepFormat, detect
+from findspots.images.models import ImageSequence
+from findspots.images.nexus import NexusReader, read_nexus
+from findspots.images.sweeps import group_images
 
 log = logging.getLogger("findspots")
 
@@ -26,6 +30,7 @@ SUPPORTED = (
     "R-AXIS and Oxford Diffraction images (any of the image files also .gz or .bz2)"
 )
 _GLOB_CHARS = set("*?[")
+_JSON = "json"
 
 
 def _expand(args: list[str]) -> list[str]:
@@ -42,41 +47,33 @@ def _expand(args: list[str]) -> list[str]:
     return out
 
 
-def kind_of(path: str) -> str:
-    """'json', 'hdf5' or 'image' (files read one image per file); ImageError for anything else."""
-    from findspots.images.nexus import is_hdf5
-    from findspots.images.other import is_other
-    from findspots.images.smv import is_smv
-    from findspots.images.sweeps import peek
-
+def _classify(path: str) -> FileFormat | SweepFormat | str:
+    """The image format of a data argument, or ``_JSON`` for an experiment file; ImageError otherwise."""
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ImageError(f"{path}: is a directory (give the image files or a glob); {SUPPORTED}")
-    if is_hdf5(path):
-        return "hdf5"
-    if path.lower().endswith((".expt", ".json")):
-        return "json"
     start = peek(path)
-    cbf = start.startswith(b"###CBF") or start.lstrip().startswith(b"data_")
-    if cbf or is_smv(start) or is_other(path, start):
-        return "image"
-    if start.lstrip()[:1] in (b"{", b"["):
-        return "json"
-    raise ImageError(f"{path}: unrecognised file format; {SUPPORTED}")
+    fmt = detect(path, start)
+    if isinstance(fmt, SweepFormat):
+        return fmt
+    if path.lower().endswith((".expt", ".json")) or (fmt is None and start.lstrip()[:1] in (b"{", b"[")):
+        return _JSON
+    if fmt is None:
+        raise ImageError(f"{path}: unrecognised file format; {SUPPORTED}")
+    return fmt
 
 
-def sequences_of_files(paths: list[str]) -> list[ImageSequence]:
-    """Image files (one image per file) grouped into sequences."""
-    from findspots.images.sweeps import group_images
-
-    return group_images(paths)
+def kind_of(path: str) -> str:
+    """'json', 'hdf5' or 'image' (files read one image per file); ImageError for anything else."""
+    fmt = _classify(path)
+    if isinstance(fmt, str):
+        return fmt
+    return "hdf5" if isinstance(fmt, SweepFormat) else "image"
 
 
 def _data_files_of_masters(masters: list[str]) -> set[str]:
     """Data files that the given HDF5 masters read (so that '*.h5' globs work)."""
-    from findspots.images.nexus import NexusReader, read_nexus
-
     out: set[str] = set()
     for master in masters:
         try:
@@ -92,42 +89,25 @@ def _data_files_of_masters(masters: list[str]) -> set[str]:
     return out
 
 
-def _hdf5_sequence(path: str) -> ImageSequence:
-    from findspots.images.nexus import nexus_sequence
-
-    seq = nexus_sequence(path)
-    log.debug("%s: %s, %d image(s)", path, seq.format_name, len(seq))
-    return seq
-
-
 def load_inputs(args: list[str], verify_md5: bool = False) -> list[ImageSequence]:
     """Image sequences of the data arguments (files, globs, masters, experiment files), in order.
 
     ``verify_md5`` makes the CBF reader check each image's Content-MD5 (``input.verify_md5``)."""
-    from findspots.images.expt import read_experiments
-
     paths = list(dict.fromkeys(_expand(args)))
-    kinds = {p: kind_of(p) for p in paths}
-    skip = _data_files_of_masters([p for p in paths if kinds[p] == "hdf5"])
+    formats = {p: _classify(p) for p in paths}
+    skip = _data_files_of_masters([p for p in paths if isinstance(formats[p], SweepFormat)])
     out: list[ImageSequence] = []
-    images = [p for p in paths if kinds[p] == "image"]
+    images = [p for p in paths if isinstance(formats[p], FileFormat)]
     for p in paths:
-        kind = kinds[p]
-        if kind == "image" and p == images[0]:
-            out += sequences_of_files(images)
-        elif kind == "hdf5" and os.path.realpath(p) not in skip:
-            out.append(_hdf5_sequence(p))
-        elif kind == "json":
-            out += read_experiments(p)
+        fmt = formats[p]
+        if isinstance(fmt, FileFormat) and p == images[0]:
+            out += group_images(images, verify_md5)
+        elif isinstance(fmt, SweepFormat) and os.path.realpath(p) not in skip:
+            seq = fmt.read_sequence(p, None)
+            log.debug("%s: %s, %d image(s)", p, seq.format_name, len(seq))
+            out.append(seq)
+        elif isinstance(fmt, str):
+            out += read_experiments(p, verify_md5)
     if not out:
         raise ImageError(f"no images in {' '.join(args)}; {SUPPORTED}")
-    if verify_md5:
-        for seq in out:
-            _verify_cbf_checksums(seq)
     return out
-
-
-def _verify_cbf_checksums(seq: ImageSequence) -> None:
-    """Give a sequence read by the default (CBF) reader the reader that checks Content-MD5."""
-    if seq.reader is _default_reader:
-        seq.reader = read_raw_verified

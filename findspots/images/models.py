@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from findspots.images import ImageError
+from findspots.errors import ImageError
 from findspots.images.trusted import trusted_and_static
 
 STILL_WIDTH = 1e-7  # |oscillation width| below this makes a scan "still" (dxtbx Scan::is_still)
@@ -279,12 +279,6 @@ class Scan:
         )
 
 
-def _default_reader(path: str) -> np.ndarray:
-    from findspots.images.cbf import read_raw  # late import: cbf builds these models
-
-    return read_raw(path)
-
-
 @runtime_checkable
 class FrameReader(Protocol):
     """Reads image ``number`` stored at ``path``: a whole (slow, fast) array or one array per panel.
@@ -305,6 +299,29 @@ class ShadowMasker(Protocol):
         ...
 
 
+@dataclass
+class ScanInfo:
+    """Per-image scan values read from a header."""
+
+    start_angle: float
+    angle_increment: float
+    exposure_time: float
+    epoch: float
+
+
+@dataclass(eq=False)
+class FileModels:
+    """What the header of a one-image file gives: the models, this image's scan values, the format's
+    dynamic shadow (if it has one) and what the image is (for logs and experiment files)."""
+
+    detector: Detector
+    beam: Beam
+    goniometer: Goniometer
+    scan: ScanInfo
+    shadow: ShadowMasker | None
+    format_name: str
+
+
 @dataclass(eq=False)
 class ImageSequence:
     """An ordered set of images sharing one detector, beam and goniometer: the program's image source.
@@ -320,7 +337,7 @@ class ImageSequence:
     goniometer: Goniometer | None
     scan: Scan
     template: str
-    reader: Callable[[str], np.ndarray] | FrameReader = _default_reader
+    reader: Callable[[str], np.ndarray] | FrameReader
     external_mask: list[np.ndarray] | None = None  # lookup mask, one bool array per panel, True = good
     split_reason: str | None = None  # why this sequence was split off from the previous one, if it was
     format_mask: list[np.ndarray] | None = None  # the format's static mask (e.g. NeXus pixel_mask == 0)

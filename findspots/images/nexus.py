@@ -18,6 +18,10 @@ following frames come from it, so no chunk is decompressed twice by a sequential
 A bare data file (``/entry/data/data`` without a master) is read too: the geometry comes from the
 attributes some writers leave on ``/entry`` (beam centre, distance, wavelength, pixel size) or is a
 placeholder, and a log line says what is missing. Such images are always treated as stills.
+
+This module is long because reading an HDF5 sweep is one job done in steps that share its HDF5 helpers
+(frames, locating the data, transformations, NXmx models, the Dectris and bare-file variants); the
+sections below are those steps.
 """
 
 from __future__ import annotations
@@ -29,12 +33,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from findspots.images import ImageError
-from findspots.images.models import STILL_WIDTH, Beam, Detector, Goniometer, ImageSequence, Panel, Scan
+from findspots.errors import ImageError
+from findspots.images.fileio import h5py_with_filters
+from findspots.images.models import (
+    STILL_WIDTH,
+    Beam,
+    Detector,
+    Goniometer,
+    ImageSequence,
+    Panel,
+    Scan,
+    rotation_matrix,
+)
 
 log = logging.getLogger("findspots")
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MCSTAS_TO_IMGCIF = np.diag([-1.0, 1.0, -1.0])
 INT32_LIMIT = float(0x7FFFFFFF)
 BLOCK_LIMIT = 512 * 1024 * 1024  # read whole multi-frame chunks only up to this many bytes
@@ -46,25 +59,6 @@ _LENGTH_MM |= {"angstrom": 1e-7, "a": 1e-7, "å": 1e-7}
 _ANGLE_DEG = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 180.0 / np.pi, "radian": 180.0 / np.pi}
 _ANGLE_DEG |= {"radians": 180.0 / np.pi}
 _WAVELENGTH_A = {"angstrom": 1.0, "a": 1.0, "å": 1.0, "nm": 10.0, "m": 1e10, "pm": 0.01}
-
-
-def is_hdf5(path: str) -> bool:
-    """True when the file starts with the HDF5 signature."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(8) == HDF5_MAGIC
-    except OSError:
-        return False
-
-
-def _h5():
-    """h5py with the compression filters (bitshuffle-LZ4, LZ4, ...) registered."""
-    try:
-        import h5py
-        import hdf5plugin  # noqa: F401  (registers the filters)
-    except ImportError as e:  # pragma: no cover - both are dependencies
-        raise ImageError(f"reading HDF5 images needs h5py and hdf5plugin ({e})") from e
-    return h5py
 
 
 def _text(value) -> str:
@@ -144,7 +138,7 @@ class NexusReader:
 
     def _dataset(self, src: Source):
         if src.file not in self._files:
-            h5py = _h5()
+            h5py = h5py_with_filters()
             try:
                 self._files[src.file] = h5py.File(src.file, "r", swmr=False)
             except OSError as e:
@@ -199,7 +193,7 @@ def to_dxtbx_values(data: np.ndarray, bit_depth: int | None) -> np.ndarray:
 
 def _link_target(group, name: str, base_dir: str) -> tuple[str, str] | None:
     """(file, dataset path) a member of ``group`` points to; None when the target is missing."""
-    h5py = _h5()
+    h5py = h5py_with_filters()
     link = group.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink):
         target = link.filename if os.path.isabs(link.filename) else os.path.join(base_dir, link.filename)
@@ -302,8 +296,6 @@ class Transformation:
         m = np.identity(4)
         v = float(self.values[min(k, len(self.values) - 1)]) if len(self.values) else 0.0
         if self.kind == "rotation":
-            from findspots.images.models import rotation_matrix
-
             m[:3, :3] = rotation_matrix(self.vector, v) if np.any(self.vector) else np.identity(3)
         else:
             m[:3, 3] = v * self.vector
@@ -424,7 +416,7 @@ def _wavelength(entry, instrument) -> float:
     raise ImageError(f"{entry.file.filename}: no incident_wavelength in an NXbeam")
 
 
-def _module_panel(nxdet, module, wavelength: float, trusted: tuple[float, float]) -> Panel:
+def _module_panel(nxdet, module, trusted: tuple[float, float]) -> Panel:
     fast_node, slow_node = module["fast_pixel_direction"], module["slow_pixel_direction"]
     fast_t, slow_t = _transformation(fast_node), _transformation(slow_node)
     fast_chain = dependency_chain(fast_node, _text(fast_node.attrs.get("depends_on", ".")))
@@ -553,7 +545,7 @@ def _frame_time(nxdet) -> float | None:
     )
 
 
-def _read_nxmx(path: str, fh, entry) -> NexusFile:
+def _read_nxmx(path: str, entry) -> NexusFile:
     base = os.path.dirname(os.path.abspath(path))
     instrument = _first(entry, "NXinstrument", path)
     nxdet = _first(instrument, "NXdetector", path)
@@ -563,14 +555,14 @@ def _read_nxmx(path: str, fh, entry) -> NexusFile:
         raise ImageError(f"{path}: NXdetector has no NXdetector_module")
     wavelength = _wavelength(entry, instrument)
     trusted = _trusted(nxdet)
-    detector = _detector_flip(Detector([_module_panel(nxdet, m, wavelength, trusted) for m in modules]))
+    detector = _detector_flip(Detector([_module_panel(nxdet, m, trusted) for m in modules]))
     slices = _module_slices(modules)
     sources = data_sources(_first(entry, "NXdata", path), base)
     bit_depth = _scalar(nxdet, "bit_depth_readout")
     reader = NexusReader(
         sources, 1, slices if len(modules) > 1 else None, int(bit_depth) if bit_depth else None
     )
-    _check_frame_shape(fh, sources[0], detector, slices, path)
+    _check_frame_shape(sources[0], slices, path)
     gonio, chain = _goniometer(sample)
     scan = _scan(chain, reader.num_frames, _frame_time(nxdet), path)
     return NexusFile(
@@ -585,8 +577,8 @@ def _first(group, nx_class: str, path: str):
     return found[0]
 
 
-def _check_frame_shape(fh, src: Source, detector: Detector, slices, path: str) -> None:
-    h5py = _h5()
+def _check_frame_shape(src: Source, slices, path: str) -> None:
+    h5py = h5py_with_filters()
     with h5py.File(src.file, "r") as df:
         shape = df[src.dataset].shape[1:]
     needed = (max(s[1] for s in slices), max(s[3] for s in slices))
@@ -639,21 +631,21 @@ _EIGER_KEYS = (
 )
 
 
-def _read_dectris(path: str, fh, entry) -> NexusFile:
+def _read_dectris(path: str, entry) -> NexusFile:
     base = os.path.dirname(os.path.abspath(path))
     det = entry["instrument/detector"]
     attrs = _group_values(det, _EIGER_KEYS)
     spec = det.get("detectorSpecific")
     cutoff = _scalar(spec, "countrate_correction_count_cutoff") if spec is not None else None
     sources = data_sources(entry["data"], base)
-    with _h5().File(sources[0].file, "r") as df:
+    with h5py_with_filters().File(sources[0].file, "r") as df:
         shape = df[sources[0].dataset].shape[1:]
     trusted = (0.0, float(cutoff) if cutoff is not None else INT32_LIMIT)
     detector = Detector([_eiger_panel(attrs, shape, trusted)])
     wavelength = _wavelength(entry, entry["instrument"])
     bit_depth = attrs.get("bit_depth_readout")
     reader = NexusReader(sources, 1, None, int(bit_depth) if bit_depth else None)
-    omega = _omega(entry, reader.num_frames)
+    omega = _omega(entry)
     scan = Scan(
         (1, reader.num_frames), omega, np.full(reader.num_frames, float(attrs.get("frame_time", 0.0)))
     )
@@ -662,7 +654,7 @@ def _read_dectris(path: str, fh, entry) -> NexusFile:
     return NexusFile(path, detector, Beam(wavelength), Goniometer(), scan, reader, mask, "Dectris EIGER HDF5")
 
 
-def _omega(entry, nframes: int) -> tuple[float, float]:
+def _omega(entry) -> tuple[float, float]:
     gonio = entry.get("sample/goniometer")
     if gonio is None:
         return 0.0, 0.0
@@ -713,7 +705,7 @@ def _read_bare(path: str, fh) -> NexusFile:
 
 def read_nexus(path: str) -> NexusFile:
     """Models and reader of an HDF5 master file (NXmx or Dectris) or a bare Eiger data file."""
-    h5py = _h5()
+    h5py = h5py_with_filters()
     try:
         fh = h5py.File(path, "r")
     except OSError as e:
@@ -722,9 +714,9 @@ def read_nexus(path: str) -> NexusFile:
         entry, kind = _nxmx_entry(fh)
         try:
             if kind == "NXmx":
-                return _read_nxmx(path, fh, entry)
+                return _read_nxmx(path, entry)
             if kind == "Dectris":
-                return _read_dectris(path, fh, entry)
+                return _read_dectris(path, entry)
             return _read_bare(path, fh)
         except KeyError as e:
             raise ImageError(f"{path}: incomplete NeXus file ({e})") from e

@@ -16,9 +16,8 @@ import os
 
 import numpy as np
 
-from findspots.images import ImageError
-from findspots.images.cbf import ScanInfo
-from findspots.images.models import Beam, Detector, Goniometer, Panel
+from findspots.errors import ImageError
+from findspots.images.models import Beam, Detector, Goniometer, Panel, ScanInfo
 
 log = logging.getLogger("findspots")
 

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from findspots.images import ImageError
-from findspots.images.cbf import ScanInfo, _open_binary
-from findspots.images.models import Beam, Detector, Goniometer, Panel
+from findspots.errors import ImageError
+from findspots.images.fileio import open_binary
+from findspots.images.models import Beam, Detector, Goniometer, Panel, ScanInfo
 
 SMV_MAGIC = b"{\nHEADER_BYTES="
 _REQUIRED = (
@@ -60,7 +60,7 @@ def is_smv(start: bytes) -> bool:
 
 def read_header(path: str) -> tuple[int, dict[str, str]]:
     """(header size in bytes, KEY -> value) of an SMV file (also .gz/.bz2)."""
-    with _open_binary(path) as fh:
+    with open_binary(path) as fh:
         start = fh.read(512)
         if not is_smv(start):
             raise ImageError(f"{path}: not an SMV file")
@@ -155,7 +155,7 @@ def read_raw(path: str) -> np.ndarray:
     nfast, nslow = int(header.get("SIZE1", 0)), int(header.get("SIZE2", 0))
     dtype = np.dtype(_TYPES.get(header.get("TYPE", "unsigned_short"), np.uint16))
     dtype = dtype.newbyteorder(">" if header.get("BYTE_ORDER") == "big_endian" else "<")
-    with _open_binary(path) as fh:
+    with open_binary(path) as fh:
         fh.read(size)
         data = fh.read(nfast * nslow * dtype.itemsize)
     if len(data) < nfast * nslow * dtype.itemsize:

@@ -11,17 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from findspots.images import ImageError, other, smv
-from findspots.images.cbf import ScanInfo, _open_binary, models_from_header, read_header, shadow_from_header
-from findspots.images.models import (
-    STILL_WIDTH,
-    Beam,
-    Detector,
-    Goniometer,
-    ImageSequence,
-    Scan,
-    ShadowMasker,
-)
+from findspots.images.formats import file_format
+from findspots.images.models import STILL_WIDTH, FileModels, ImageSequence, Scan, ScanInfo
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +29,8 @@ class _Image:
     path: str
     template: str
     number: int
-    detector: Detector
-    beam: Beam
-    goniometer: Goniometer
-    scan: ScanInfo
-    shadow: ShadowMasker | None = None
-    reader: Callable[[str], np.ndarray] | None = None  # None: the CBF reader
-    format_name: str = "CBF"
+    models: FileModels
+    reader: Callable[[str], np.ndarray]
 
 
 def template_and_number(path: str) -> tuple[str, int | None]:
@@ -59,36 +45,19 @@ def template_and_number(path: str) -> tuple[str, int | None]:
     return os.path.join(directory, template), int(m.group(1))
 
 
-def peek(path: str, n: int = 64) -> bytes:
-    """The first ``n`` bytes of a file, decompressed when it is .gz or .bz2."""
-    with _open_binary(path) as fh:
-        try:
-            return fh.read(n)
-        except (OSError, EOFError, ValueError) as e:
-            raise ImageError(f"{path}: corrupt or truncated compressed file ({e})") from e
-
-
-def _read_one(path: str) -> _Image:
+def _read_one(path: str, verify_md5: bool) -> _Image:
     template, number = template_and_number(path)
-    number = 1 if number is None else number
-    start = peek(path)
-    if smv.is_smv(start):
-        models = smv.read_models(path)
-        return _Image(path, template, number, *models, reader=smv.read_raw, format_name="SMV (ADSC)")
-    if other.is_other(path, start):
-        models, name = other.read_models(path)
-        return _Image(path, template, number, *models, reader=other.read_raw, format_name=name)
-    header = read_header(path)
-    detector, beam, goniometer, scan = models_from_header(header)
-    shadow = shadow_from_header(header, goniometer)
-    return _Image(path, template, number, detector, beam, goniometer, scan, shadow)
+    fmt = file_format(path)
+    return _Image(
+        path, template, 1 if number is None else number, fmt.read_models(path), fmt.reader(verify_md5)
+    )
 
 
-def _read_all(paths: list[str]) -> list[_Image]:
+def _read_all(paths: list[str], verify_md5: bool) -> list[_Image]:
     if len(paths) <= 2:
-        return [_read_one(p) for p in paths]
+        return [_read_one(p, verify_md5) for p in paths]
     with ThreadPoolExecutor(max_workers=min(_HEADER_THREADS, len(paths))) as pool:
-        return list(pool.map(_read_one, paths))
+        return list(pool.map(_read_one, paths, [verify_md5] * len(paths)))
 
 
 def _is_still(info: ScanInfo) -> bool:
@@ -98,36 +67,37 @@ def _is_still(info: ScanInfo) -> bool:
 def split_reason(prev: _Image, cur: _Image) -> str | None:
     """Why cur cannot follow prev in one sequence, or None when it can."""
     name = os.path.basename(cur.path)
+    prev_m, cur_m = prev.models, cur.models
     if cur.template != prev.template:
         return f"new template {cur.template}"
     if cur.number != prev.number + 1:
         return f"image numbers jump from {prev.number} to {cur.number} ({name})"
-    width = prev.scan.angle_increment
-    if _is_still(prev.scan) != _is_still(cur.scan):
-        return f"oscillation width changes from {width} to {cur.scan.angle_increment} ({name})"
-    if not _is_still(cur.scan):
+    width = prev_m.scan.angle_increment
+    if _is_still(prev_m.scan) != _is_still(cur_m.scan):
+        return f"oscillation width changes from {width} to {cur_m.scan.angle_increment} ({name})"
+    if not _is_still(cur_m.scan):
         tol = SCAN_TOLERANCE * abs(width)
-        if abs(cur.scan.angle_increment - width) > tol:
-            return f"oscillation width changes from {width} to {cur.scan.angle_increment} ({name})"
-        expected = prev.scan.start_angle + width
-        if abs(cur.scan.start_angle - expected) > tol:
-            return f"start angle {cur.scan.start_angle} does not follow {expected:.4f} ({name})"
-    if not cur.detector.is_similar_to(prev.detector):
+        if abs(cur_m.scan.angle_increment - width) > tol:
+            return f"oscillation width changes from {width} to {cur_m.scan.angle_increment} ({name})"
+        expected = prev_m.scan.start_angle + width
+        if abs(cur_m.scan.start_angle - expected) > tol:
+            return f"start angle {cur_m.scan.start_angle} does not follow {expected:.4f} ({name})"
+    if not cur_m.detector.is_similar_to(prev_m.detector):
         return f"detector size or geometry differs ({name})"
-    if not cur.beam.is_similar_to(prev.beam):
+    if not cur_m.beam.is_similar_to(prev_m.beam):
         return f"beam differs ({name})"
-    if not cur.goniometer.is_similar_to(prev.goniometer):
+    if not cur_m.goniometer.is_similar_to(prev_m.goniometer):
         return f"goniometer differs ({name})"
     return None
 
 
 def _make_sequence(group: list[_Image], reason: str | None) -> ImageSequence:
-    first = group[0]
+    first = group[0].models
     scan = Scan(
-        image_range=(first.number, group[-1].number),
+        image_range=(group[0].number, group[-1].number),
         oscillation=(first.scan.start_angle, first.scan.angle_increment),
-        exposure_times=np.array([g.scan.exposure_time for g in group]),
-        epochs=np.array([g.scan.epoch for g in group]),
+        exposure_times=np.array([g.models.scan.exposure_time for g in group]),
+        epochs=np.array([g.models.scan.epoch for g in group]),
     )
     return ImageSequence(
         paths=[g.path for g in group],
@@ -136,23 +106,24 @@ def _make_sequence(group: list[_Image], reason: str | None) -> ImageSequence:
         beam=first.beam,
         goniometer=first.goniometer,
         scan=scan,
-        template=first.template,
+        template=group[0].template,
+        reader=group[0].reader,
         split_reason=reason,
         shadow=first.shadow,
         format_name=first.format_name,
-        **({"reader": first.reader} if first.reader is not None else {}),
     )
 
 
-def group_images(paths: list[str]) -> list[ImageSequence]:
+def group_images(paths: list[str], verify_md5: bool = False) -> list[ImageSequence]:
     """Sort files by (template, number) and cut them into sequences like dials.import.
 
     A new sequence starts at a new template, a gap in numbering, a change of oscillation width, a
     start angle that does not continue the previous image, or a change of detector/beam/goniometer.
     Zero-oscillation images with consecutive numbers form one still sequence. Each sequence cut
-    from the same template as the one before carries ``split_reason`` (also logged)."""
+    from the same template as the one before carries ``split_reason`` (also logged). ``verify_md5``
+    gives formats with checksums (CBF Content-MD5) the reader that checks them."""
     unique = list(dict.fromkeys(os.path.normpath(p) for p in paths))
-    images = sorted(_read_all(unique), key=lambda im: (im.template, im.number))
+    images = sorted(_read_all(unique, verify_md5), key=lambda im: (im.template, im.number))
     sequences: list[ImageSequence] = []
     group: list[_Image] = []
     reason: str | None = None

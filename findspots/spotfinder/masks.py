@@ -32,6 +32,7 @@ from findspots.geometry.ice_rings import ring_d_spacings, ring_ranges
 from findspots.geometry.parallax import panel_mu
 from findspots.geometry.resolution import max_resolution_at_corners, resolution_map
 from findspots.geometry.space_groups import averaged_metric, space_group
+from findspots.images.mask_files import MaskFileError, check_panel_masks, read_mask_file
 
 log = logging.getLogger("findspots")
 
@@ -311,128 +312,23 @@ def static_masks(sequence, filter_params, lookup_mask: list[np.ndarray] | None =
 
 # ---------------------------------------------------------------- lookup mask files
 
-_NPY_MAGIC = b"\x93NUMPY"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_CONVERT_PICKLE = (
-    "dials.python -c \"import pickle, numpy; m = pickle.load(open('mask.pickle', 'rb')); "
-    "m = m if isinstance(m, tuple) else (m,); "
-    "numpy.save('mask.npy', numpy.stack([p.as_numpy_array() for p in m]))\""
-)
-
 
 def check_lookup_mask(masks, detector, source: str) -> None:
     """ParameterError unless ``masks`` holds one array of each panel's shape."""
-    if len(masks) != len(detector):
-        raise ParameterError(f"{source}: holds {len(masks)} panel masks, the detector has {len(detector)}")
-    for k, (m, panel) in enumerate(zip(masks, detector, strict=True)):
-        if tuple(np.shape(m)) != tuple(panel.shape):
-            raise ParameterError(
-                f"{source}: panel {k} mask is {tuple(np.shape(m))} (rows, columns), "
-                f"the panel is {tuple(panel.shape)}"
-            )
-
-
-def _as_good(array: np.ndarray, zero_is_good: bool, source: str) -> np.ndarray:
-    if array.dtype.kind not in "biu":
-        raise ParameterError(f"{source}: mask data must be boolean or integer, not {array.dtype}")
-    good = array == 0 if zero_is_good else array != 0
-    return np.asarray(good, dtype=bool)
-
-
-def _split_panels(good: np.ndarray, detector, source: str) -> list[np.ndarray]:
-    if good.ndim == 3:
-        return [np.ascontiguousarray(g) for g in good]
-    if good.ndim != 2:
-        raise ParameterError(f"{source}: mask must be 2D (one panel) or 3D (panels), not {good.ndim}D")
-    if len(detector) == 1:
-        return [good]
-    # One image-sized array for a multi-panel detector: cut each panel out at its raw-image offset.
-    out = []
-    for k, panel in enumerate(detector):
-        x0, y0 = panel.raw_offset
-        ny, nx = panel.shape
-        part = good[y0 : y0 + ny, x0 : x0 + nx]
-        if part.shape != (ny, nx):
-            raise ParameterError(
-                f"{source}: a {good.shape} mask does not cover panel {k} ({ny} x {nx} at x={x0}, y={y0})"
-            )
-        out.append(np.ascontiguousarray(part))
-    return out
-
-
-def _hdf5_datasets(path: Path) -> tuple[str, np.ndarray, bool]:
-    """(dataset name, data, zero_is_good) chosen from an HDF5/NeXus file by the documented rule."""
     try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py comes with fabio
-        raise ParameterError(f"spotfinder.lookup.mask={path}: reading HDF5 needs h5py") from None
-    source = f"spotfinder.lookup.mask={path}"
-    with h5py.File(path, "r") as fh:
-        if isinstance(fh.get("mask"), h5py.Dataset):
-            return "/mask", fh["mask"][()], False
-        pixel_masks: list[str] = []
-        candidates: list[str] = []
-
-        def visit(name, obj):
-            if not isinstance(obj, h5py.Dataset):
-                return
-            if name.rsplit("/", 1)[-1] == "pixel_mask":
-                pixel_masks.append(name)
-            elif obj.ndim in (2, 3) and obj.dtype.kind in "biu":
-                candidates.append(name)
-
-        fh.visititems(visit)
-        if len(pixel_masks) == 1:
-            return "/" + pixel_masks[0], fh[pixel_masks[0]][()], True
-        if len(pixel_masks) > 1:
-            raise ParameterError(f"{source}: several pixel_mask datasets ({', '.join(pixel_masks)})")
-        if len(candidates) == 1:
-            return "/" + candidates[0], fh[candidates[0]][()], False
-        if not candidates:
-            raise ParameterError(f"{source}: no /mask, pixel_mask or 2D/3D boolean or integer dataset")
-        raise ParameterError(
-            f"{source}: several possible mask datasets ({', '.join(candidates)}); keep one or name it /mask"
-        )
+        check_panel_masks(masks, detector, source)
+    except MaskFileError as err:
+        raise ParameterError(str(err)) from None
 
 
 def load_lookup_mask(path, detector) -> list[np.ndarray] | None:
     """The ``spotfinder.lookup.mask`` file as one bool array per panel (True = good); None for no path.
 
-    Formats, recognised by content:
-
-    * ``.npy`` (numpy): a 2D array for one panel (or one image-sized array cut at the panels' raw-image
-      offsets), or 3D (panel, row, column); boolean or integer, True / non-zero = good (DIALS's convention);
-    * HDF5 / NeXus: the root dataset ``/mask`` (True / non-zero = good); else a NeXus ``pixel_mask``
-      dataset anywhere in the file (0 = good, any set bit = bad); else the file's only 2D/3D boolean or
-      integer dataset (True / non-zero = good). Shapes as for ``.npy``;
-    * a DIALS mask pickle is refused (pickles are never loaded): the error says how to convert it.
-
-    A wrong number of panels or a wrong shape is a ParameterError naming the file.
-    """
+    The formats and checks are those of :func:`findspots.images.mask_files.read_mask_file`; any problem
+    is a ParameterError naming the file."""
     if path is None or str(path) == "":
         return None
-    path = Path(path)
-    source = f"spotfinder.lookup.mask={path}"
-    if not path.is_file():
-        raise ParameterError(f"{source}: no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(_NPY_MAGIC):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ParameterError(f"{source}: cannot read the numpy array ({err})") from None
-        good = _as_good(array, zero_is_good=False, source=source)
-    elif head.startswith(_HDF5_MAGIC):
-        name, array, zero_is_good = _hdf5_datasets(path)
-        good = _as_good(np.asarray(array), zero_is_good, f"{source} ({name})")
-    elif head[:1] == b"\x80" or path.suffix.lower() in (".pickle", ".pkl", ".pck"):
-        raise ParameterError(
-            f"{source}: DIALS mask pickles are not read (unpickling can run code); convert it once with "
-            f"{_CONVERT_PICKLE} and pass spotfinder.lookup.mask=mask.npy"
-        )
-    else:
-        raise ParameterError(f"{source}: not a .npy or HDF5/NeXus mask file")
-    masks = _split_panels(good, detector, source)
-    check_lookup_mask(masks, detector, source)
-    return masks
+    try:
+        return read_mask_file(path, detector, f"spotfinder.lookup.mask={Path(path)}")
+    except MaskFileError as err:
+        raise ParameterError(str(err)) from None

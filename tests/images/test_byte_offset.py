@@ -10,7 +10,7 @@ import pytest
 from reliability.cbftools import encode_byte_offset
 
 from findspots.images import ImageError
-from findspots.images.cbf import decode_byte_offset
+from findspots.images.byte_offset import decode_byte_offset
 
 DTYPES = [np.int32, np.uint32, np.int16, np.uint16, np.int8, np.uint8]
 LONGEST = 15  # bytes of an 8-byte delta with its three escapes

@@ -13,7 +13,8 @@ import pytest
 
 from findspots.app.parameters import parse_arguments
 from findspots.images import Beam, ImageError, Panel, load_inputs, read_models, read_raw
-from findspots.images.cbf import parse_cif, pilatus_gap_rects, read_header
+from findspots.images.cbf_header import parse_cif, read_header
+from findspots.images.cbf_models import pilatus_gap_rects
 
 THAU_1 = "real/thaumatin_grid_i24_pilatus3_6m/thau_3_2_0001.cbf.bz2"
 LCYST_1 = "real/l_cysteine_i19_pilatus2m/l-cyst_01_00001.cbf.bz2"
@@ -149,6 +150,21 @@ def test_verify_md5_reaches_the_reader(p300k_files: list[str], tmp_path: Path) -
     with pytest.raises(ImageError, match=r"sum_00001\.cbf: corrupt CBF: binary data does not match"):
         verified.get_raw(0)
     assert pickle.loads(pickle.dumps(verified.reader)) is verified.reader  # workers get it by reference
+
+
+def test_verify_md5_reaches_the_reader_through_an_experiment_file(
+    p300k_files: list[str], tmp_path: Path
+) -> None:
+    from findspots.images.expt import write_experiments
+
+    for k in (1, 2):
+        _with_wrong_md5(p300k_files[k - 1], tmp_path / f"sum_{k:05d}.cbf")
+    write_experiments(str(tmp_path / "sum.expt"), load_inputs(sorted(str(p) for p in tmp_path.glob("*.cbf"))))
+    (default,) = load_inputs([str(tmp_path / "sum.expt")])
+    assert int(default.get_raw(1)[0].sum(dtype=np.int64)) == int(read_raw(p300k_files[1]).sum(dtype=np.int64))
+    (verified,) = load_inputs([str(tmp_path / "sum.expt")], verify_md5=True)
+    with pytest.raises(ImageError, match=r"sum_00002\.cbf: corrupt CBF: binary data does not match"):
+        verified.get_raw(1)
 
 
 def test_verify_md5_parameter_defaults_off() -> None:

@@ -96,7 +96,7 @@ def test_external_masks(tmp_path: Path) -> None:
     d["imageset"][0]["mask"] = "mask.pickle"
     (tmp_path / "mask.pickle").write_bytes(b"\x80\x04N.")
     (tmp_path / "p.expt").write_text(json.dumps(d))
-    with pytest.raises(ImageError, match=r"mask.pickle: mask pickles are not read .*\.npy"):
+    with pytest.raises(ImageError, match=r"mask.pickle: DIALS mask pickles are not read .*\.npy"):
         read_experiments(str(tmp_path / "p.expt"))
 
 

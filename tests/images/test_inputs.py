@@ -10,7 +10,7 @@ import pytest
 
 from findspots.app.cli import run
 from findspots.images import ImageError
-from findspots.images.cbf import eiger_gap_rects
+from findspots.images.cbf_models import eiger_gap_rects
 from findspots.images.inputs import SUPPORTED, kind_of, load_inputs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from findspots.images.cbf import decode_byte_offset
+from findspots.images.byte_offset import decode_byte_offset
 from reliability.cbftools import (
     L_CYST,
     binary_of,

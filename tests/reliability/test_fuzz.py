@@ -24,7 +24,10 @@ from hypothesis import strategies as st
 from findspots.app.parameters import master, parse_arguments
 from findspots.errors import FindSpotsError
 from findspots.images import ImageError
-from findspots.images.cbf import decode_byte_offset, models_from_header, parse_header, read_raw
+from findspots.images.byte_offset import decode_byte_offset
+from findspots.images.cbf import read_raw
+from findspots.images.cbf_header import parse_header
+from findspots.images.cbf_models import models_from_header
 from findspots.phil import PhilError
 from reliability.cbftools import MINI_HEADER, encode_byte_offset, mini_cbf, real_cbf
 
