@@ -11,18 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "findspots"
-
-# Cycles in modules this test's owner does not maintain; each entry goes when its cycle is fixed
-# (strict xfail: the test fails as soon as the cycle is gone, as a reminder to remove the entry).
-KNOWN_CYCLES = {
-    frozenset({"findspots.batch.executor", "findspots.batch.local_pool"}): (
-        "batch/executor.py and batch/local_pool.py import each other: owned by the batch package, "
-        "to be fixed there (issue 16)"
-    ),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -130,23 +119,7 @@ def test_cycles_finds_every_cycle_of_a_small_graph():
 
 
 def test_no_import_cycles():
-    unexpected = [sorted(c) for c in cycles(GRAPH) if c not in KNOWN_CYCLES]
-    assert unexpected == []
-
-
-@pytest.mark.parametrize(
-    "cycle",
-    [
-        pytest.param(cycle, marks=pytest.mark.xfail(strict=True, reason=reason), id="+".join(sorted(cycle)))
-        for cycle, reason in KNOWN_CYCLES.items()
-    ],
-)
-def test_known_cycle_is_gone(cycle):
-    assert cycle not in cycles(GRAPH)
-
-
-def test_images_has_no_cycle():
-    assert [sorted(c) for c in cycles(GRAPH) if any(m.startswith("findspots.images") for m in c)] == []
+    assert [sorted(c) for c in cycles(GRAPH)] == []
 
 
 def _private_imports(module: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from findspots.batch.checkpoint import Checkpoints
-from findspots.batch.executor import Executor
+from findspots.batch.executor_base import Executor
 from findspots.batch.plan import Plan
 from findspots.batch.progress import Progress
 from findspots.spotfinder.blocks import (

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from findspots.batch.executor import ALLOWED_WORKER_DEATHS, Executor, worker_died
+from findspots.batch.executor_base import ALLOWED_WORKER_DEATHS, Executor, worker_died
 
 log = logging.getLogger("findspots")
 

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 from test_dials_parity import run_findspots
 
-from findspots.batch.executor import ALLOWED_WORKER_DEATHS, InProcessExecutor, make_executor
+from findspots.batch.executor import make_executor
+from findspots.batch.executor_base import ALLOWED_WORKER_DEATHS, InProcessExecutor
 from findspots.batch.local_pool import LocalPool, RemoteTraceback
 from findspots.errors import NotYetSupported, ParameterError, TooManyStrongPixels, WorkerDied
 from findspots.images import ImageError

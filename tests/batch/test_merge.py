@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from findspots.batch.engine import run_range
-from findspots.batch.executor import InProcessExecutor
+from findspots.batch.executor_base import InProcessExecutor
 from findspots.batch.plan import Plan
 from findspots.spotfinder.blocks import SizeLimits, flattened_boxes, merge_blocks, process_block
 from findspots.spotfinder.spots import measure
