@@ -1,4 +1,5 @@
-"""Spot-for-spot comparison of a findspots table with a DIALS reference (SPEC tolerances)."""
+"""Spot-for-spot comparison of a findspots table with a DIALS reference
+(docs/dials-behaviour.md#comparing)."""
 
 from __future__ import annotations
 

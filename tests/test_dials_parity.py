@@ -2,7 +2,7 @@
 
 Bundled data (``data/``) always runs; the full shared sets run when ``../shared/data`` is present.
 The DIALS commands are replayed from each reference's ``command.txt`` with DIALS's own defaults made
-explicit where ours differ (SPEC Part A.2: DIALS uses ``max_spot_size=1000``).
+explicit where ours differ (docs/departures.md#defaults: DIALS uses ``max_spot_size=1000``).
 """
 
 from __future__ import annotations

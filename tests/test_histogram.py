@@ -1,4 +1,5 @@
-"""The per-image spot-count histogram (SPEC §7.3) and the per-image table (SPEC §7.4)."""
+"""The per-image spot-count histogram (docs/dials-behaviour.md#log-histogram) and the per-image table
+(docs/dials-behaviour.md#per-image-table)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Static masks from the filter parameters (SPEC §2.3): regions, resolution, ice rings, lookup mask."""
+"""Static masks from the filter parameters (docs/dials-behaviour.md#static-masks): regions, resolution, ice
+rings, lookup mask."""
 
 from __future__ import annotations
 

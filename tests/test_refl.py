@@ -1,4 +1,4 @@
-"""DIALS msgpack reflection table reading and writing (SPEC Part B §6.1)."""
+"""DIALS msgpack reflection table reading and writing (docs/dials-behaviour.md#refl-format)."""
 
 from __future__ import annotations
 

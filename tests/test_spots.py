@@ -1,4 +1,5 @@
-"""Spot measures: the worked example of SPEC §4.7 and the centroid conventions of §4.2."""
+"""Spot measures: the worked example of docs/dials-behaviour.md#worked-spot and the centroid conventions of
+docs/dials-behaviour.md#centroid."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Dispersion thresholds: the worked examples of SPEC §1.6 and §1.7, and edge rules."""
+"""Dispersion thresholds: the worked examples of docs/dials-behaviour.md#worked-classic and
+docs/dials-behaviour.md#worked-extended, and edge rules."""
 
 import importlib
 
@@ -16,7 +17,7 @@ def flat_with(value, at, shape=(5, 5)):
 
 
 def checkerboard_spot():
-    """SPEC §1.7: checkerboard 9/11 background, 3x3 spot centred at (10, 10)."""
+    """docs/dials-behaviour.md#worked-extended: checkerboard 9/11 background, 3x3 spot centred at (10, 10)."""
     rows, cols = np.indices((21, 21))
     image = np.where((rows + cols) % 2 == 0, 9.0, 11.0)
     image[9:12, 9:12] = [[20, 40, 20], [40, 100, 40], [20, 40, 20]]

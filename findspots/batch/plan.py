@@ -1,4 +1,5 @@
-"""Cutting a scan range into image blocks: DIALS's nproc/njobs/chunksize rules (SPEC §3.4)."""
+"""Cutting a scan range into image blocks: DIALS's nproc/njobs/chunksize rules
+(docs/dials-behaviour.md#chunking)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Read and write DIALS msgpack reflection tables (``strong.refl``), SPEC Part B §6.1.
+"""Read and write DIALS msgpack reflection tables (``strong.refl``), docs/dials-behaviour.md#refl-format.
 
 The file is one msgpack object::
 

@@ -1,8 +1,8 @@
 """``exclude_images`` and ``exclude_images_multiple``: images whose threshold result is empty.
 
 Excluded images are still read and still occupy a frame, so spots never join through them
-(SPEC §2.5). Experiments are numbered as in the output ``id`` column: one per rotation sweep,
-one per image of a still set.
+(docs/dials-behaviour.md#exclude-images). Experiments are numbered as in the output ``id`` column: one per
+rotation sweep, one per image of a still set.
 """
 
 from __future__ import annotations

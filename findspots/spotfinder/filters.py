@@ -1,4 +1,4 @@
-"""Spot filters applied after measuring, in DIALS's order (SPEC §5.7).
+"""Spot filters applied after measuring, in DIALS's order (docs/dials-behaviour.md#filter-chain).
 
 Each takes per-spot arrays and returns a boolean "keep" array; none reads images itself.
 """

@@ -1,4 +1,4 @@
-"""The hot-pixel mask: pixels strong on every image of a scan range (SPEC §8.1).
+"""The hot-pixel mask: pixels strong on every image of a scan range (docs/dials-behaviour.md#hot-mask).
 
 Written as a NumPy ``.npy`` boolean array (True = good), 2D for a single panel and 3D (panel,
 slow, fast) for several, which ``spotfinder.lookup.mask`` reads back.

@@ -1,8 +1,8 @@
 """Connected-component labelling of sparse strong pixels.
 
 Pixels are identified by a 64-bit key ``z * (height * width) + y * width + x`` (z = frame), so
-ascending keys are ascending (z, y, x). Connectivity follows DIALS (SPEC §3.1): in 3D, face
-neighbours only (6-connected: x+1, y+1, z+1); in 2D, 4-connected within a frame. Labels are
+ascending keys are ascending (z, y, x). Connectivity follows DIALS (docs/dials-behaviour.md#labelling): in 3D,
+face neighbours only (6-connected: x+1, y+1, z+1); in 2D, 4-connected within a frame. Labels are
 numbered by each component's smallest key, which is DIALS's output row order.
 """
 

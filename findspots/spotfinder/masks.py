@@ -1,4 +1,5 @@
-"""Static per-panel masks built once per sequence from the filter parameters (SPEC §2.3, §2.7).
+"""Static per-panel masks built once per sequence from the filter parameters
+(docs/dials-behaviour.md#static-masks, docs/dials-behaviour.md#lookup-mask).
 
 ``static_masks`` follows DIALS's mask generator, in its order, each step only clearing pixels:
 

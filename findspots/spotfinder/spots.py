@@ -1,8 +1,8 @@
 """Spot measures from labelled strong pixels: bbox, centroid, intensity, peak, shoebox.
 
-Conventions (SPEC §4): bbox ``(x0, x1, y0, y1, z0, z1)`` half-open; pixel centres at +0.5 in x, y
-and z; centroid weights are the float32 pixel values with no background; sums of weights are
-accumulated in float32 in (z, y, x) order as DIALS does, cross products in float64.
+Conventions (docs/dials-behaviour.md#spot-measures): bbox ``(x0, x1, y0, y1, z0, z1)`` half-open; pixel
+centres at +0.5 in x, y and z; centroid weights are the float32 pixel values with no background; sums of
+weights are accumulated in float32 in (z, y, x) order as DIALS does, cross products in float64.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Classic and extended dispersion thresholds as compiled sliding-window kernels.
 
-Conventions (SPEC Part B §1.2-1.4):
+Conventions (docs/dials-behaviour.md#window):
 - ``kernel_size = (ky, kx)``: half-sizes along rows (slow) and columns (fast); the window is the
   inclusive box ``[j-ky, j+ky] x [i-kx, i+kx]`` clipped to the image, never padded.
 - Pixels contribute to the window sums when masked-in and below 2**24.

@@ -1,4 +1,5 @@
-"""``global_threshold=Auto``: the global threshold estimated from one image (SPEC Part B §1.5).
+"""``global_threshold=Auto``: the global threshold estimated from one image
+(docs/dials-behaviour.md#global-auto).
 
 The estimate looks at how the number of bright pixels falls as the cut rises, and picks a cut just
 before the fall levels off:

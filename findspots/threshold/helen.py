@@ -1,4 +1,4 @@
-"""The ``helen`` blob-finder threshold (SPEC Part B §8.3; DIALS removed it in 2019).
+"""The ``helen`` blob-finder threshold (docs/dials-behaviour.md#helen; DIALS removed it in 2019).
 
 It marks one pixel per blob: a pixel whose neighbourhood correlates with an ideal spot shape.
 With d = ``exp_spot_dimension``, T = ``global_threshold``, s = ``min_blob_score``:

@@ -1,4 +1,5 @@
-"""The ``radial_profile`` threshold: brighter than the median of its 2θ shell (SPEC Part B §1.8).
+"""The ``radial_profile`` threshold: brighter than the median of its 2θ shell
+(docs/dials-behaviour.md#radial-profile).
 
 Per panel image (after any region-of-interest crop):
 

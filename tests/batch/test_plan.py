@@ -1,4 +1,5 @@
-"""Block planning: DIALS's chunk-size examples (SPEC §3.4) and the nproc/njobs rules."""
+"""Block planning: DIALS's chunk-size examples (docs/dials-behaviour.md#chunking) and the nproc/njobs
+rules."""
 
 import pytest
 

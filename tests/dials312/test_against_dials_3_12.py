@@ -1,8 +1,8 @@
 """Both programs on the same images and parameters: Debian's DIALS 3.12 run live.
 
 DIALS 3.12 agrees with current DIALS for the classic ``dispersion`` threshold on these images
-(SPEC Part A.7); its trusted range excludes a pixel exactly at the count cutoff, which none of
-these images holds. Skipped when ``dials.find_spots`` is not installed
+(docs/departures.md#dials-versions); its trusted range excludes a pixel exactly at the count cutoff, which
+none of these images holds. Skipped when ``dials.find_spots`` is not installed
 (``apt-get install -y dials``; `.ci/run` installs it).
 """
 

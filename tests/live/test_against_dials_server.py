@@ -4,8 +4,8 @@ The same images and parameters through ``dials.find_spots_client`` give the same
 servers, and the JSON answers agree to 1e-6 relative. ``threshold.algorithm=dispersion
 max_spot_size=1000`` makes findspots's defaults DIALS's (findspots keeps the seed's defaults). The
 ``dispersion_extended`` threshold is left out: DIALS 3.12's differs from current DIALS's, which findspots
-follows, next to masked pixels (SPEC A.7; a count or two of intensity on these images);
-test_requests.py checks it against ``findspots IMAGE``.
+follows, next to masked pixels (docs/departures.md#dials-versions; a count or two of intensity on these
+images); test_requests.py checks it against ``findspots IMAGE``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""global_threshold=Auto (SPEC §1.5): the ladder, the distl method-1 elbow, and the one-time estimate."""
+"""global_threshold=Auto (docs/dials-behaviour.md#global-auto): the ladder, the distl method-1 elbow, and the
+one-time estimate."""
 
 import logging
 import pickle

@@ -1,4 +1,5 @@
-"""helen blob finder (SPEC §8.3): cone model, raster scan, viability, Pearson score, exclusion, passes."""
+"""helen blob finder (docs/dials-behaviour.md#helen): cone model, raster scan, viability, Pearson score,
+exclusion, passes."""
 
 import math
 import pickle

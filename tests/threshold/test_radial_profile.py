@@ -1,4 +1,5 @@
-"""radial_profile threshold (SPEC §1.8): 2θ, shells, median/IQR, the 1/g vs 2/g level rule, blur."""
+"""radial_profile threshold (docs/dials-behaviour.md#radial-profile): 2θ, shells, median/IQR, the 1/g vs 2/g
+level rule, blur."""
 
 import math
 import pickle
