@@ -14,6 +14,7 @@ with ``width`` in 1/d^2 (default 0.002). The defaults describe hexagonal ice Ih:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ from findspots.geometry.space_groups import averaged_metric, space_group
 # Hexagonal ice Ih: the one definition for the per-image analysis and the report.
 ICE_CELL = (4.498, 4.498, 7.338, 90.0, 90.0, 120.0)
 ICE_SPACE_GROUP = 194  # P6_3/mmc
+ICE_STEP = 0.25  # Angstrom: resolution steps at which the ice rings are enumerated and cached
 
 MAX_INDICES = 50_000_000  # refuse to enumerate more Miller indices than this
 RING_TOLERANCE = 1e-12  # relative d*^2 difference below which two reflections are one ring
@@ -31,6 +33,11 @@ RING_TOLERANCE = 1e-12  # relative d*^2 difference below which two reflections a
 
 def ring_d_spacings(unit_cell, group: int | str, d_min: float) -> np.ndarray:
     """Distinct d-spacings (Angstrom, descending) of the non-absent reflections with d >= ``d_min``."""
+    return 1.0 / np.sqrt(ring_d_star_sq(unit_cell, group, d_min))
+
+
+def ring_d_star_sq(unit_cell, group: int | str, d_min: float) -> np.ndarray:
+    """Distinct d*^2 (ascending) of the non-absent reflections with d*^2 <= 1/d_min^2."""
     if d_min is None or not d_min > 0:
         raise ParameterError(f"ice ring resolution limit d_min={d_min} must be greater than zero")
     sg = space_group(group)
@@ -62,7 +69,7 @@ def ring_d_spacings(unit_cell, group: int | str, d_min: float) -> np.ndarray:
     if len(d_star_sq):
         first = np.concatenate([[True], np.diff(d_star_sq) > RING_TOLERANCE * d_star_sq[1:]])
         d_star_sq = d_star_sq[first]
-    return 1.0 / np.sqrt(d_star_sq)
+    return d_star_sq
 
 
 def ring_ranges(d_spacings, width: float) -> list[tuple[float, float]]:
@@ -87,5 +94,16 @@ def ring_ranges(d_spacings, width: float) -> list[tuple[float, float]]:
 
 
 def ice_ring_d_spacings(d_min: float) -> np.ndarray:
-    """Distinct d-spacings (Angstrom, descending) of the hexagonal-ice rings with d >= ``d_min``."""
-    return ring_d_spacings(ICE_CELL, ICE_SPACE_GROUP, d_min)
+    """Distinct d-spacings (Angstrom, descending) of the hexagonal-ice rings with d >= ``d_min``.
+
+    The per-image analysis asks once per image with a different ``d_min``: the rings are enumerated
+    once down to the next multiple of :data:`ICE_STEP` below it (cached) and cut, which gives the same
+    rings as enumerating to ``d_min`` itself (a cut of the ascending, de-duplicated d*^2 list)."""
+    coarse = min(d_min, math.floor(d_min / ICE_STEP) * ICE_STEP) if d_min > ICE_STEP else d_min
+    d_star_sq = _ice_d_star_sq(coarse)
+    return 1.0 / np.sqrt(d_star_sq[d_star_sq <= 1.0 / (d_min * d_min)])
+
+
+@functools.lru_cache(maxsize=16)
+def _ice_d_star_sq(d_min: float) -> np.ndarray:
+    return ring_d_star_sq(ICE_CELL, ICE_SPACE_GROUP, d_min)

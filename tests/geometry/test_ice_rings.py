@@ -183,3 +183,15 @@ def test_refuses_huge_enumerations():
         ring_d_spacings((500, 500, 500, 90, 90, 90), 1, 1.0)
     with pytest.raises(ParameterError, match="greater than zero"):
         ring_d_spacings(ICE, 194, 0)
+
+
+def test_cached_ice_rings_equal_a_fresh_enumeration():
+    """ice_ring_d_spacings cuts a cached deeper enumeration: the same rings, bit for bit."""
+    from findspots.geometry.ice_rings import ICE_CELL, ICE_SPACE_GROUP, ice_ring_d_spacings
+
+    limits = [0.1, 0.25, 0.5, 1.0, 1.25, 3.0, 3.6687, 3.9, 7.0]
+    limits += list(np.random.default_rng(1).uniform(0.3, 5.0, 100))
+    for d_min in limits:
+        cached = ice_ring_d_spacings(d_min)
+        fresh = ring_d_spacings(ICE_CELL, ICE_SPACE_GROUP, d_min)
+        assert cached.tobytes() == fresh.tobytes(), d_min
