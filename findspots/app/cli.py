@@ -232,7 +232,7 @@ def _check_outputs(params) -> None:
     """Every file the run will write can be written (before any image is read)."""
     out = params.output
     _check_writable(out.reflections)
-    for name in ("experiments", "datablock", "report"):
+    for name in ("experiments", "datablock", "report", "per_image_events"):
         if getattr(out, name, None):
             _check_writable(getattr(out, name), f"output.{name}")
     sf = params.spotfinder
@@ -339,7 +339,7 @@ def run(argv: list[str]) -> int:
     except PhilError as err:
         print(f"findspots: error: {_with_hint(str(err))}", file=sys.stderr)
         return 2
-    if args.show_config or args.help or not args.data_args:
+    if args.show_config or args.help or not (args.data_args or args.params.input.template):
         return _show_parameters(args)
     return _run_logged(args)
 
@@ -407,14 +407,19 @@ def _find_and_write(args, checkpoints) -> None:
     from findspots.app.pipeline import check_parameters, find_spots
     from findspots.batch.clusters.base import cluster_workdir
     from findspots.images.inputs import load_inputs
+    from findspots.live.events import write_events
+    from findspots.live.watch import image_arguments
 
     params = args.params
     _check_outputs(params)
     check_parameters(params)
     started = time.perf_counter()
-    sequences = load_inputs(args.data_args, verify_md5=params.input.verify_md5)
+    workdir = cluster_workdir(params.output.reflections)
+    data = image_arguments(args.data_args, params, workdir)
+    sequences = load_inputs(data, verify_md5=params.input.verify_md5)
     _check_sweep_sizes(sequences)
     _check_geometry(sequences, params)
+    write_events(sequences, params, workdir)
     rows = find_spots(sequences, params, checkpoints, cluster_workdir(params.output.reflections))
     _raise_if_stopped()
     _log_histograms(rows)

@@ -113,6 +113,14 @@ def split_parameters(items: list[str]) -> tuple[phil.ExtractedScope, list[str]]:
     return working.extract(), rest
 
 
+def take_resolution(params) -> tuple[float | None, float | None]:
+    """``d_min``/``d_max`` taken out of the spot finding of ``params``, to apply to the centroids instead."""
+    resolution = params.spotfinder.filter
+    d_min, d_max = resolution.d_min, resolution.d_max
+    resolution.d_min = resolution.d_max = None  # cheaper, and as DIALS's server does
+    return d_min, d_max
+
+
 def parse_request(target: str, root: str | None = None) -> Request:
     """The request of an HTTP target ``/PATH;name=value;...`` (``root``: the served folder, or None)."""
     image, *items = target.split(";")
@@ -127,9 +135,7 @@ def parse_request(target: str, root: str | None = None) -> Request:
     if parsed.data_args:
         raise RequestError(400, f"{parsed.data_args[0]}: not a name=value parameter")
     params = parsed.params
-    resolution = params.spotfinder.filter
-    d_min, d_max = resolution.d_min, resolution.d_max
-    resolution.d_min = resolution.d_max = None  # applied to the centroids instead (cheaper, as DIALS)
+    d_min, d_max = take_resolution(params)
     try:
         check_parameters(params)
     except FindSpotsError as err:
