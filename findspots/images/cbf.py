@@ -15,14 +15,17 @@ from findspots.images.byte_offset import decode_byte_offset
 from findspots.images.cbf_header import (
     BINARY_SECTION,
     BINARY_START,
+    HEADER_LIMIT,
     CbfHeader,
     check_is_cbf,
+    looks_like_cbf,
     parse_header,
-    read_header,
 )
-from findspots.images.cbf_models import models_from_header
-from findspots.images.fileio import DAMAGED, read_all
-from findspots.images.models import Beam, Detector, Goniometer, ScanInfo
+from findspots.images.cbf_models import models_from_header, shadow_from_header
+from findspots.images.fileio import DAMAGED, read_all, read_head
+from findspots.images.models import Beam, Detector, FileModels, Goniometer, ScanInfo
+
+_START = 64  # bytes that tell a CBF from other files
 
 _ELEMENT_TYPES = {
     "signed 32-bit integer": np.int32,
@@ -40,9 +43,7 @@ def read_raw(path: str, verify_md5: bool = False) -> np.ndarray:
     ``verify_md5`` also checks the binary data against the header's Content-MD5 (about 8 ms per
     Pilatus 6M image; DIALS does not check it)."""
     data = read_all(path)
-    start = data.find(BINARY_START, max(data.find(BINARY_SECTION), 0))
-    check_is_cbf(path, data[:64], data.find(BINARY_SECTION) >= 0 and start >= 0)
-    header = parse_header(path, data[:start])
+    header, start = _split_header(path, data)
     shape = header.shape
     _check_element_count(header, shape)
     binary = _binary_section(header, data, start + len(BINARY_START), verify_md5)
@@ -127,6 +128,41 @@ def _checked_array(header: CbfHeader, arr: np.ndarray, shape: tuple[int, int]) -
     return arr
 
 
+def _split_header(path: str, data: bytes) -> tuple[CbfHeader, int]:
+    """The parsed header of a CBF's (decompressed) bytes, and where its binary start marker is."""
+    start = data.find(BINARY_START, max(data.find(BINARY_SECTION), 0))
+    check_is_cbf(path, data[:_START], data.find(BINARY_SECTION) >= 0 and start >= 0)
+    return parse_header(path, data[:start]), start
+
+
+def _has_whole_header(start: bytes) -> bool:
+    """True once a file's decompressed start tells it is no CBF, or holds a CBF's whole header."""
+    if len(start) < _START:
+        return False
+    section = start.find(BINARY_SECTION)
+    return not looks_like_cbf(start[:_START]) or (section >= 0 and start.find(BINARY_START, section) >= 0)
+
+
+def read_start(path: str) -> bytes:
+    """A file's decompressed start: the whole header of a CBF, at least the first 64 bytes of others.
+
+    What ``formats.detect`` and ``models_from_start`` need, decompressing a .gz/.bz2 only that far."""
+    return read_head(path, _has_whole_header, HEADER_LIMIT)
+
+
+def models_from_start(path: str, start: bytes) -> FileModels:
+    """The models of a CBF from its decompressed start (``read_start``)."""
+    header, _ = _split_header(path, start)
+    detector, beam, goniometer, scan = models_from_header(header)
+    return FileModels(detector, beam, goniometer, scan, shadow_from_header(header, goniometer), "CBF")
+
+
+def file_models(path: str) -> FileModels:
+    """The models of one CBF file, from its header only."""
+    return models_from_start(path, read_start(path))
+
+
 def read_models(path: str) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
     """Experiment models and scan values of one CBF file, from its header only."""
-    return models_from_header(read_header(path))
+    header, _ = _split_header(path, read_start(path))
+    return models_from_header(header)

@@ -16,9 +16,8 @@ import numpy as np
 
 from findspots.errors import ImageError
 from findspots.images import cbf, other, smv
-from findspots.images.cbf_header import looks_like_cbf, read_header
-from findspots.images.cbf_models import models_from_header, shadow_from_header
-from findspots.images.fileio import is_hdf5, peek
+from findspots.images.cbf_header import looks_like_cbf
+from findspots.images.fileio import is_hdf5
 from findspots.images.models import FileModels, ImageSequence
 from findspots.images.nexus import nexus_sequence
 
@@ -32,6 +31,8 @@ class FileFormat:
     read_models: Callable[[str], FileModels]
     read_raw: Callable[[str], np.ndarray]
     read_raw_verified: Callable[[str], np.ndarray] | None = None  # also checks the file's checksum
+    # the models from the file's decompressed start (cbf.read_start), when that holds the whole header
+    models_from_start: Callable[[str, bytes], FileModels] | None = None
 
     def reader(self, verify_md5: bool) -> Callable[[str], np.ndarray]:
         """The pixel reader: the one that checks the checksum when asked to and the format has one."""
@@ -45,12 +46,6 @@ class SweepFormat:
     name: str
     understands: Callable[[str, bytes], bool]
     read_sequence: Callable[[str, list[int] | None], ImageSequence]  # (path, 0-based frames or all)
-
-
-def _cbf_models(path: str) -> FileModels:
-    header = read_header(path)
-    detector, beam, goniometer, scan = models_from_header(header)
-    return FileModels(detector, beam, goniometer, scan, shadow_from_header(header, goniometer), "CBF")
 
 
 def _smv_models(path: str) -> FileModels:
@@ -68,7 +63,12 @@ FORMATS: tuple[FileFormat | SweepFormat, ...] = (
     FileFormat("SMV (ADSC)", lambda path, start: smv.is_smv(start), _smv_models, smv.read_raw),
     FileFormat("MarCCD, MAR345, R-AXIS, Oxford Diffraction", other.is_other, _other_models, other.read_raw),
     FileFormat(
-        "CBF", lambda path, start: looks_like_cbf(start), _cbf_models, cbf.read_raw, cbf.read_raw_verified
+        "CBF",
+        lambda path, start: looks_like_cbf(start),
+        cbf.file_models,
+        cbf.read_raw,
+        cbf.read_raw_verified,
+        cbf.models_from_start,
     ),
 )
 
@@ -78,9 +78,10 @@ def detect(path: str, start: bytes) -> FileFormat | SweepFormat | None:
     return next((f for f in FORMATS if f.understands(path, start)), None)
 
 
-def file_format(path: str) -> FileFormat:
-    """The format of a one-image file; ImageError when no such format understands it."""
-    fmt = detect(path, peek(path))
+def file_format(path: str, start: bytes) -> FileFormat:
+    """The format of a one-image file whose decompressed first bytes are ``start``; ImageError when no
+    such format understands it."""
+    fmt = detect(path, start)
     if not isinstance(fmt, FileFormat):
         names = ", ".join(f.name for f in FORMATS if isinstance(f, FileFormat))
         raise ImageError(

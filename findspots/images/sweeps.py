@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from findspots.images.cbf import read_start
 from findspots.images.formats import file_format
 from findspots.images.models import STILL_WIDTH, FileModels, ImageSequence, Scan, ScanInfo
 
@@ -47,10 +48,11 @@ def template_and_number(path: str) -> tuple[str, int | None]:
 
 def _read_one(path: str, verify_md5: bool) -> _Image:
     template, number = template_and_number(path)
-    fmt = file_format(path)
-    return _Image(
-        path, template, 1 if number is None else number, fmt.read_models(path), fmt.reader(verify_md5)
-    )
+    # one decompression of a .gz/.bz2 file's start serves both the format and a CBF's header
+    start = read_start(path)
+    fmt = file_format(path, start)
+    models = fmt.models_from_start(path, start) if fmt.models_from_start else fmt.read_models(path)
+    return _Image(path, template, 1 if number is None else number, models, fmt.reader(verify_md5))
 
 
 def _read_all(paths: list[str], verify_md5: bool) -> list[_Image]:

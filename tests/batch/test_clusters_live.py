@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -48,13 +49,16 @@ def scheduler_env(method: str) -> dict[str, str]:
 
 
 def our_jobs() -> list[str]:
-    """findspots worker jobs still known to SGE or Slurm."""
-    sge = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True).stdout
-    slurm = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout
-    return [line for line in (sge + slurm).splitlines() if "findspots" in line]
+    """findspots worker jobs still known to SGE or Slurm (those of them installed here)."""
+    listings = [["qstat", "-u", "*"], ["squeue", "-h", "-o", "%i %j"]]
+    text = "".join(
+        subprocess.run(cmd, capture_output=True, text=True).stdout for cmd in listings if shutil.which(cmd[0])
+    )
+    return [line for line in text.splitlines() if "findspots" in line]
 
 
-def findspots(method: str, images, out: Path, *extra: str, **popen) -> subprocess.Popen:
+def findspots(method: str, images, out: Path, *extra: str, report: bool = False, **popen) -> subprocess.Popen:
+    """Run findspots through the scheduler; without the report unless ``report`` (then the default one)."""
     cmd = [
         sys.executable,
         "-m",
@@ -65,7 +69,7 @@ def findspots(method: str, images, out: Path, *extra: str, **popen) -> subproces
         f"output.reflections={out}",
         f"output.log={out}.log",
         f"output.debug_log={out}.debug.log",
-        "output.report=None",
+        *([] if report else ["output.report=None"]),
         *extra,
     ]
     return subprocess.Popen(
@@ -87,6 +91,25 @@ def test_p300k_through_the_scheduler_equals_dials(tmp_path, shared_data, method)
     ref = np.load(shared_data / "p300k_60/dials_reference/a_seed/spots.npz")
     assert assert_same_spots(read_reflections(out), ref) == 2242
     time.sleep(2)  # cancellation is asynchronous on the scheduler side
+    assert our_jobs() == []
+
+
+def test_drmaa_run_with_the_default_report_exits_0(tmp_path):
+    """Issue 15: with libdrmaa loaded in the findspots process, a run saved its table, then aborted
+    with ``free(): invalid pointer`` (exit 134) before writing the report."""
+    images = sorted((REPO / "data/l_cysteine").glob("l-cyst_01_*.cbf.bz2"))
+    out = tmp_path / "strong.refl"
+    args = ("threshold.algorithm=dispersion", "filter.max_spot_size=1000")
+    proc = findspots("drmaa", images, out, *args, report=True, cwd=tmp_path)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "free(): invalid pointer" not in stderr
+    ref = read_reflections(REPO / "data/reference/l_cysteine_sweep01/dispersion/strong.refl.xz")
+    assert assert_same_spots(read_reflections(out), ref) == 53
+    page = (tmp_path / "findspots.html").read_text()  # output.report's default
+    assert "Report written to findspots.html" in stdout
+    assert "53" in page and page.count("data:image/png;base64,") >= 4
+    time.sleep(2)
     assert our_jobs() == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import logging
 import shutil
 from dataclasses import replace
@@ -11,6 +13,8 @@ import numpy as np
 import pytest
 
 from findspots.images import ImageError, ImageSequence, group_images
+from findspots.images.cbf import read_start
+from findspots.images.cbf_header import BINARY_START
 from findspots.images.sweeps import template_and_number
 
 
@@ -152,6 +156,63 @@ def test_bad_file_in_group_names_it(p300k_files: list[str], tmp_path: Path) -> N
 def test_duplicate_paths_are_ignored(p300k_files: list[str]) -> None:
     (seq,) = group_images(p300k_files[:3] + p300k_files[:2])
     assert len(seq) == 3
+
+
+class _CountingBZ2Decompressor:
+    """bz2.BZ2Decompressor, counting the streams opened and the bytes they produced."""
+
+    streams = 0
+    produced = 0
+
+    def __init__(self) -> None:
+        type(self).streams += 1
+        self._stream = _BZ2Decompressor()
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        out = self._stream.decompress(data, max_length)
+        type(self).produced += len(out)
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+_BZ2Decompressor = bz2.BZ2Decompressor
+
+
+def test_grouping_decompresses_only_each_header_once(lcyst01_files: list[str], monkeypatch) -> None:
+    """Issue 15: the format check and the header read each decompressed the first bzip2 block."""
+    monkeypatch.setattr(bz2, "BZ2Decompressor", _CountingBZ2Decompressor)
+    monkeypatch.setattr(_CountingBZ2Decompressor, "streams", 0)
+    monkeypatch.setattr(_CountingBZ2Decompressor, "produced", 0)
+    (seq,) = group_images(lcyst01_files)
+    assert len(seq) == 15
+    assert _CountingBZ2Decompressor.streams == 15
+    # 8 kB of each header's start (two 4 kB pieces), not the 2.5 MB of a whole image
+    assert _CountingBZ2Decompressor.produced == 15 * 8192
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"), [(".gz", gzip.compress), (".bz2", bz2.compress), ("", bytes)]
+)
+def test_read_start_is_the_header_of_a_cbf(lcyst01_files, tmp_path, suffix, compress) -> None:
+    data = bz2.decompress(Path(lcyst01_files[0]).read_bytes())
+    path = tmp_path / f"image.cbf{suffix}"
+    path.write_bytes(compress(data))
+    start = read_start(str(path))
+    assert data.find(BINARY_START) == 6644  # the text before the binary data
+    assert 6644 < len(start) <= 65539 and start == data[: len(start)]  # 64 kB at most, of any file
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".bz2", bz2.compress)])
+def test_a_compressed_cbf_cut_in_its_header_is_named(lcyst01_files, tmp_path, suffix, compress) -> None:
+    data = compress(bz2.decompress(Path(lcyst01_files[0]).read_bytes()))
+    path = tmp_path / f"cut.cbf{suffix}"
+    path.write_bytes(data[:3000])
+    with pytest.raises(
+        ImageError, match=rf"cut\.cbf\{suffix}: corrupt or truncated compressed file \(the file"
+    ):
+        group_images([str(path)])
 
 
 # ------------------------------------------------------------------------------------ ImageSequence

@@ -2,9 +2,10 @@
 
 dask-jobqueue has no DRMAA backend (dask-drmaa is abandoned), so this module supplies the job
 class: the worker script dask-jobqueue writes is submitted with ``drmaa.Session.runJob`` and
-cancelled with ``TERMINATE``. ``mp.queue`` and ``mp.job_extra`` form the native specification.
+cancelled with ``TERMINATE``, both in a helper process (``drmaa_helper``): libdrmaa never enters
+the findspots process. ``mp.queue`` and ``mp.job_extra`` form the native specification.
 On SGE, libdrmaa needs ``SGE_ROOT``/``SGE_CELL`` and, with jemalloc, enough static TLS
-(``GLIBC_TUNABLES=glibc.rtld.optional_static_tls=4096`` set before Python starts).
+(``GLIBC_TUNABLES=glibc.rtld.optional_static_tls=4096``); the helper inherits the environment.
 """
 
 from __future__ import annotations
@@ -13,25 +14,25 @@ import os
 import shutil
 
 from findspots.batch.clusters.base import ClusterBackend
+from findspots.batch.clusters.drmaa_helper import DrmaaHelper
 from findspots.errors import FindSpotsError
 
-_SESSION = None
+_SESSION: DrmaaHelper | None = None
 
 
-def session():
-    """The process's DRMAA session, opened on first use."""
+def session() -> DrmaaHelper:
+    """The process's DRMAA session (a helper process that holds it), opened on first use."""
     global _SESSION
     if _SESSION is None:
         try:
-            import drmaa
-        except (ImportError, OSError, RuntimeError) as err:
+            _SESSION = DrmaaHelper()
+        except RuntimeError as err:
             raise FindSpotsError(
-                f"spotfinder.mp.method=drmaa: cannot load libdrmaa ({err}). Install the 'drmaa' Python "
-                "package, set DRMAA_LIBRARY_PATH (and SGE_ROOT/SGE_CELL on SGE); if the message mentions "
-                "'static TLS', start findspots with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=4096"
+                f"spotfinder.mp.method=drmaa: cannot open a DRMAA session ({err}). Install the 'drmaa' "
+                "Python package, set DRMAA_LIBRARY_PATH (and SGE_ROOT/SGE_CELL on SGE); if the message "
+                "mentions 'static TLS', start findspots with "
+                "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=4096"
             ) from None
-        _SESSION = drmaa.Session()
-        _SESSION.initialize()
     return _SESSION
 
 
@@ -52,30 +53,22 @@ def _job_class():
             folder = self.log_directory or os.getcwd()
             kept = os.path.join(folder, f"{self.name}.sh")
             shutil.copyfile(script_filename, kept)
-            s = session()
-            template = s.createJobTemplate()
-            try:
-                template.remoteCommand = "/bin/bash"
-                template.args = [kept]
-                template.jobName = self.job_name or "findspots-worker"
-                template.workingDirectory = os.getcwd()
-                template.joinFiles = True
-                template.outputPath = ":" + os.path.join(folder, f"{self.name}.drmaa.out")
-                template.nativeSpecification = self.native_specification
-                return s.runJob(template)
-            finally:
-                s.deleteJobTemplate(template)
+            return session().submit(
+                {
+                    "remoteCommand": "/bin/bash",
+                    "args": [kept],
+                    "jobName": self.job_name or "findspots-worker",
+                    "workingDirectory": os.getcwd(),
+                    "joinFiles": True,
+                    "outputPath": ":" + os.path.join(folder, f"{self.name}.drmaa.out"),
+                    "nativeSpecification": self.native_specification,
+                }
+            )
 
         @classmethod
         async def _close_job(cls, job_id, cancel_command):
-            if not job_id:
-                return
-            import drmaa
-
-            try:
-                session().control(job_id, drmaa.JobControlAction.TERMINATE)
-            except drmaa.errors.InvalidJobException:
-                pass  # already finished
+            if job_id:
+                session().terminate(job_id)
 
     return DRMAAJob
 
@@ -96,5 +89,5 @@ class DRMAABackend(ClusterBackend):
     def cluster_class(self):
         from dask_jobqueue.core import JobQueueCluster
 
-        session()  # fail early, with the hint, when libdrmaa cannot be loaded
+        session()  # fail early, with the hint, when no DRMAA session can be opened
         return type("DRMAACluster", (JobQueueCluster,), {"job_cls": _job_class()})
