@@ -46,9 +46,14 @@ FIGURE_NAMES = (
 
 
 def spot_resolution(sequence, panel: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """d (Angstrom) at each spot centroid, with the panel's parallax-corrected px->mm."""
-    d = np.empty(len(xy))
+    """d (Angstrom) at each spot centroid, with the panel's parallax-corrected px->mm.
+
+    Without a usable wavelength there is no reciprocal space: every d is inf (|rlp| = 0), so the spots
+    drop out of the per-image figures as DIALS drops spots at the origin."""
     beam = sequence.beam
+    if not (math.isfinite(beam.wavelength) and beam.wavelength > 0):
+        return np.full(len(xy), np.inf)
+    d = np.empty(len(xy))
     for p in np.unique(panel):
         rows = panel == p
         det = sequence.detector[int(p)]

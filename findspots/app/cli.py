@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from findspots import __version__
 from findspots.app.malloc import reuse_freed_buffers
-from findspots.errors import FindSpotsError
+from findspots.errors import FindSpotsError, ParameterError
 
 log = logging.getLogger("findspots")
 
@@ -40,7 +40,9 @@ options:
 """
 
 
-def _write_report(params, args, table: dict, rows, sequences: list, timings: dict) -> None:
+def _write_report(
+    params, args, table: dict, rows, sequences: list, timings: dict, per_image: dict | None
+) -> None:
     """The HTML report and PNG plots (``output.report``, ``output.plots``); failures only warn."""
     out = params.output
     if not out.report and not out.plots:
@@ -57,6 +59,9 @@ def _write_report(params, args, table: dict, rows, sequences: list, timings: dic
             modified_parameters=args.modified,
             inputs=list(args.data_args),
             timings=timings,
+            per_image=per_image,
+            grid=tuple(out.grid) if out.grid else None,
+            grid_order=out.grid_order,
         )
         figures = build_figures(data)
         if out.report:
@@ -68,6 +73,38 @@ def _write_report(params, args, table: dict, rows, sequences: list, timings: dic
     except Exception as err:  # the spots are written; a report problem must not fail the run
         log.debug("report failed", exc_info=True)
         log.warning("Could not write the report: %s", err)
+
+
+def _per_image_figures(params, table: dict, sequences: list, timings: dict) -> dict | None:
+    """DIALS's nine per-image figures (as ``dials.spot_counts_per_image``) when an output shows them:
+    ``output.per_image`` (written here), the report or the plots; their time goes into ``timings``."""
+    import numpy as np
+
+    from findspots.analysis.per_image import per_image_figures
+
+    out = params.output
+    if not (out.per_image or out.report or out.plots):
+        return None
+    started = time.perf_counter()
+    empty = ("intensity.sum.value", "intensity.sum.variance", "panel", "id")
+    columns = table or {"xyzobs.px.value": np.zeros((0, 3)), **dict.fromkeys(empty, np.zeros(0))}
+    figures = per_image_figures(columns, sequences)
+    timings["per-image analysis"] = time.perf_counter() - started
+    log.debug("Per-image analysis: %.3f s", timings["per-image analysis"])
+    if out.per_image:
+        _write_per_image(out.per_image, figures)
+    return figures
+
+
+def _write_per_image(path: str, figures: dict) -> None:
+    """The figures as one JSON object, formatted as ``dials.spot_counts_per_image json=`` writes it."""
+    import json
+
+    from findspots.output.refl import atomic_file
+
+    with atomic_file(Path(path)) as fh:
+        fh.write(json.dumps(figures).encode("ascii"))
+    log.info("Saved the per-image figures to %s", path)
 
 
 def _log_per_image_statistics(table: dict, experiments: list, sequences: list) -> None:
@@ -232,7 +269,7 @@ def _check_outputs(params) -> None:
     """Every file the run will write can be written (before any image is read)."""
     out = params.output
     _check_writable(out.reflections)
-    for name in ("experiments", "datablock", "report", "per_image_events"):
+    for name in ("experiments", "datablock", "report", "per_image_events", "per_image"):
         if getattr(out, name, None):
             _check_writable(getattr(out, name), f"output.{name}")
     sf = params.spotfinder
@@ -272,6 +309,22 @@ def _check_sweep_sizes(sequences: list) -> None:
             f"{odd.paths[0]}: {which} {_sizes(odd)} pixels but the other images of its sweep "
             f"({sweep[0].image_numbers[0]}..{sweep[-1].image_numbers[-1]}) are {usual}; "
             "remove or replace the files that do not belong to the sweep"
+        )
+
+
+def _check_grid(params, sequences: list) -> None:
+    """``output.grid=NX,NY`` must have one cell per image to be processed (known from the headers)."""
+    from findspots.app.pipeline import scan_ranges
+
+    if not params.output.grid:
+        return
+    nx, ny = params.output.grid
+    ranges = [r for seq in sequences for r in scan_ranges(seq, params.spotfinder.scan_range)]
+    n = sum(j1 - j0 + 1 for j0, j1 in ranges)
+    if nx * ny != n:
+        raise ParameterError(
+            f"output.grid={nx},{ny}: {nx} x {ny} = {nx * ny} grid cells but {n} images are to be processed; "
+            f"give NX,NY with NX x NY = {n}"
         )
 
 
@@ -417,6 +470,7 @@ def _find_and_write(args, checkpoints) -> None:
     workdir = cluster_workdir(params.output.reflections)
     data = image_arguments(args.data_args, params, workdir)
     sequences = load_inputs(data, verify_md5=params.input.verify_md5)
+    _check_grid(params, sequences)
     _check_sweep_sizes(sequences)
     _check_geometry(sequences, params)
     write_events(sequences, params, workdir)
@@ -428,7 +482,8 @@ def _find_and_write(args, checkpoints) -> None:
     checkpoints.remove()
     rows.count("written", len(rows))
     timings = {"spot finding": found - started, "writing": time.perf_counter() - found}
-    _write_report(params, args, table, rows, sequences, timings)
+    per_image = _per_image_figures(params, table, sequences, timings)
+    _write_report(params, args, table, rows, sequences, timings, per_image)
     if params.per_image_statistics and table:
         _log_per_image_statistics(table, rows.experiments, sequences)
     log.debug("Time taken: %.2f s", time.perf_counter() - started)
@@ -445,7 +500,7 @@ def _log_histograms(rows) -> None:
 
 def _write_results(out, rows, sequences: list) -> dict:
     """The reflection table, the experiment models and the hot-pixel masks; returns the table."""
-    from findspots.images.expt import write_experiments
+    from findspots.images.expt import experiment_identifier, write_experiments
     from findspots.output.refl import write_reflections
     from findspots.spotfinder.hot_mask import write_hot_mask
 
@@ -453,7 +508,9 @@ def _write_results(out, rows, sequences: list) -> dict:
     if not out.shoeboxes:
         table.pop("shoebox", None)
     models = out.experiments or out.datablock
-    identifiers = [str(uuid.uuid4()) for _ in rows.experiments] if models else []
+    given = [experiment_identifier(sequences[e.sequence_index], e.image_index) for e in rows.experiments]
+    given = [g if given.count(g) == 1 else "" for g in given]  # a split sequence's copies get new ones
+    identifiers = [g or str(uuid.uuid4()) for g in given] if models or all(given) else []
     if table:
         write_reflections(out.reflections, table, dict(enumerate(identifiers)))
         log.info("Saved %d reflections to %s", len(rows), out.reflections)

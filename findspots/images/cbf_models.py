@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from findspots.errors import ImageError
+from findspots.geometry.attenuation import has_table, linear_attenuation
 from findspots.images import dls_p12m
 from findspots.images.cbf_header import CbfHeader
 from findspots.images.models import Beam, Detector, Goniometer, Panel, ScanInfo, ShadowMasker
@@ -40,10 +41,14 @@ DEFAULT_CUTOFF = 1.0e6  # used only when a header has no Count_cutoff / overload
 EIGER_DEFAULT_CUTOFF = 1.0e8  # EIGER miniCBF without Count_cutoff (as dxtbx)
 EIGER_MODULES = (((1030, 514), (10, 37)), ((1028, 512), (12, 38)))  # (module, gap) (fast, slow) pixels
 
+JULIAN_DAY_OFFSET = 1721424.5  # Julian day of midnight starting proleptic Gregorian ordinal day 0
+UNIX_EPOCH_JULIAN_DAY = 2440587.5
+
 # Format-class quirks keyed by detector serial number: lab rotation axis for vertical goniometers.
 ROTATION_AXIS_BY_SERIAL = {"60-0119": (0.0, 1.0, 0.0)}  # DLS I24 PILATUS3 6M
 
 
+_DATE = re.compile(r"(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+(?:\.\d*)?)")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -307,15 +312,29 @@ def _full_models(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:
     if not pf or not ps:
         raise ImageError(f"{h.path}: CBF header has no pixel size")
     name, _ = _detector_name(h)
+    common = _panel_common(h, nfast, nslow) | {"trusted_range": _full_trusted_range(h)}
     panel = Panel(
         pixel_size=(pf, ps),
         origin=axes.point(inner),
         fast_axis=fast,
         slow_axis=slow,
         identifier=name,
-        **_panel_common(h, nfast, nslow),
+        **common,
     )
-    return Detector([panel]), _full_beam(h, axes), *_full_scan(h, axes)
+    beam = _full_beam(h, axes)
+    if panel.thickness > 0 and has_table(panel.material) and 0 < beam.wavelength < math.inf:
+        panel.mu = linear_attenuation(panel.material, beam.wavelength)
+    return Detector([panel]), beam, *_full_scan(h, axes)
+
+
+def _full_trusted_range(h: CbfHeader) -> tuple[float, float]:
+    """Inclusive trusted range of imgCIF intensities (current dxtbx): from the underload, else one above
+    the undefined value, else 0; to one below the overload (an overloaded pixel is saturated), else 1e6."""
+    underload = _number(h.first("_array_intensities.underload"))
+    undefined = _number(h.first("_array_intensities.undefined_value"))
+    overload = _number(h.first("_array_intensities.overload"))
+    lo = underload if underload is not None else (undefined + 1 if undefined is not None else 0.0)
+    return lo, overload - 1 if overload is not None else DEFAULT_CUTOFF
 
 
 def _full_beam(h: CbfHeader, axes: _AxisSet) -> Beam:
@@ -325,7 +344,50 @@ def _full_beam(h: CbfHeader, axes: _AxisSet) -> Beam:
     if wavelength is None:
         raise ImageError(f"{h.path}: CBF header has no wavelength")
     source = [a for a in axes.axes.values() if a.equipment == "source"]
-    return Beam(wavelength, source[0].vector if source else (0.0, 0.0, 1.0))
+    # polarization as dxtbx's imgCIF beam: the source ratio, the normal at the plane angle from +y;
+    # a Pilatus header convention sets the fraction to 0.999
+    fraction = _number(h.first("_diffrn_radiation.polarizn_source_ratio"))
+    plane = math.radians(_number(h.first("_diffrn_radiation.polarizn_source_norm")) or 0.0)
+    if fraction is None or "PILATUS" in (h.first("_array_data.header_convention") or "").upper():
+        fraction = 0.999
+    return Beam(
+        wavelength,
+        source[0].vector if source else (0.0, 0.0, 1.0),
+        polarization_normal=(math.sin(plane), math.cos(plane), 0.0),
+        polarization_fraction=fraction,
+        flux=_number(h.first("_diffrn_radiation.beam_flux")) or 0.0,
+    )
+
+
+def _full_goniometer(h: CbfHeader, axes: _AxisSet, scan_axis: str) -> Goniometer:
+    """dxtbx's imgCIF goniometer: every goniometer axis, innermost (crystal side) first, at its
+    ``_diffrn_scan_axis`` start angle, with the scanned one marked (its vector reversed when the
+    increment is negative); the single scan axis alone when the axes do not form one chain."""
+    depends = {ax.depends_on: name for name, ax in axes.axes.items() if ax.equipment == "goniometer"}
+    chain, name = [], depends.get(".")
+    while name and name not in chain:
+        chain.append(name)
+        name = depends.get(name)
+    chain.reverse()
+    ids = h.cif.get("_diffrn_scan_axis.axis_id", [])
+    starts = {a: h.cell("_diffrn_scan_axis.angle_start", k) for k, a in enumerate(ids)}
+    if scan_axis not in chain or len(chain) != len(depends) or any(a not in starts for a in chain):
+        return Goniometer(axes.direction(scan_axis))
+    vectors = [axes.axes[a].vector for a in chain]
+    k = chain.index(scan_axis)
+    if _scan_increment(h, scan_axis) < 0:
+        vectors[k] = -vectors[k]
+    angles = [_number(starts[a]) or 0.0 for a in chain]
+    return Goniometer.multi_axis(vectors, angles, chain, k)
+
+
+def _scan_increment(h: CbfHeader, ident: str) -> float:
+    ids = h.cif.get("_diffrn_scan_axis.axis_id", [])
+    return (
+        (_number(h.cell("_diffrn_scan_axis.angle_increment", ids.index(ident))) or 0.0)
+        if ident in ids
+        else 0.0
+    )
 
 
 def _full_scan(h: CbfHeader, axes: _AxisSet) -> tuple[Goniometer, ScanInfo]:
@@ -340,14 +402,32 @@ def _full_scan(h: CbfHeader, axes: _AxisSet) -> tuple[Goniometer, ScanInfo]:
         scan_axis = gonio_ids[0]
     if scan_axis is not None:
         start = axes.settings.get(scan_axis, 0.0)
-        gonio = Goniometer(axes.direction(scan_axis))
+        gonio = _full_goniometer(h, axes, scan_axis)
+        if width < 0:  # dxtbx turns a reversed scan round: the axis is reversed instead
+            start, width = -start, -width
     else:
         gonio = Goniometer()
     exposure = _number(h.first("_diffrn_scan_frame.integration_time"))
     if exposure is None:
         exposure = _number(h.mini.get("Exposure_time")) or 0.0
-    stamp = h.first("_diffrn_scan_frame.date") or h.timestamp
-    return gonio, ScanInfo(start, width, exposure, _epoch(stamp))
+    stamp = h.first("_diffrn_scan_frame.date")
+    return gonio, ScanInfo(start, width, exposure, _cbflib_epoch(stamp) if stamp else _epoch(h.timestamp))
+
+
+def _cbflib_epoch(stamp: str) -> float:
+    """Seconds since 1970 of an imgCIF date as CBFlib's timestamp gives it (and dxtbx writes): the
+    time of day added to the day's Julian day number before 1970's is taken off, so that the
+    fraction of a second keeps only about 4e-5 s of precision."""
+    m = _DATE.match(stamp.strip())
+    if m is None:
+        return 0.0
+    year, month, mday, hour, minute = (int(v) for v in m.groups()[:5])
+    try:
+        day = datetime(year, month, mday).toordinal() + JULIAN_DAY_OFFSET
+    except ValueError:
+        return 0.0
+    julian = day + (hour + (minute + float(m.group(6)) / 60.0) / 60.0) / 24.0
+    return (julian - UNIX_EPOCH_JULIAN_DAY) * 86400.0
 
 
 def models_from_header(h: CbfHeader) -> tuple[Detector, Beam, Goniometer, ScanInfo]:

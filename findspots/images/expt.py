@@ -123,7 +123,13 @@ def beam_from_dict(b: dict) -> Beam:
     """Monochromatic beam (direction points to the source)."""
     if "wavelength" not in b:
         raise ImageError("beam model has no wavelength (only monochromatic beams are supported)")
-    return Beam(b["wavelength"], b.get("direction", (0.0, 0.0, 1.0)))
+    return Beam(
+        b["wavelength"],
+        b.get("direction", (0.0, 0.0, 1.0)),
+        polarization_normal=b.get("polarization_normal", (0.0, 1.0, 0.0)),
+        polarization_fraction=b.get("polarization_fraction", 0.999),
+        flux=b.get("flux", 0.0),
+    )
 
 
 def goniometer_from_dict(g: dict | None) -> Goniometer | None:
@@ -215,6 +221,7 @@ def _build(iset: dict, models: dict, directory: Path, numbers: list[int], verify
         format_mask=fmt.format_mask,
         shadow=None if shadowing in _SHADOW_OFF else fmt.shadow,
         format_name=fmt.format_name,
+        dynamic_shadowing=shadowing,
     )
     if fmt.shadow is not None and seq.shadow is not None and models["goniometer"] is not None:
         seq.shadow = replace(fmt.shadow, goniometer=models["goniometer"])
@@ -278,7 +285,9 @@ def sequences_from_experiments(d: dict, directory: Path, verify_md5: bool = Fals
             numbers = [k + 1 for k in iset.get("single_file_indices", range(count))]
             models["scan"] = _still_scan(len(numbers))
             models["scan"].image_range = (numbers[0], numbers[-1])
-        out.append(_build(iset, models, directory, numbers, verify_md5))
+        seq = _build(iset, models, directory, numbers, verify_md5)
+        seq.identifiers = [str(e.get("identifier") or "") for e in exps]
+        out.append(seq)
     return out
 
 
@@ -361,6 +370,18 @@ def _check_finite(path: str, seq: ImageSequence) -> None:
 # ----------------------------------------------------------------------------------- writing
 
 
+def _written_trusted_range(lo: float, hi: float, legacy: bool) -> list[float]:
+    """The inclusive integer range ``lo..hi`` as a trusted_range every DIALS reads the same way.
+
+    Current dxtbx reads the ends as inclusive, dxtbx of DIALS <= 3.12 as exclusive: (lo - 0.5, hi + 0.5)
+    trusts exactly the counts lo..hi in both (with ``lo`` itself, 3.12 would mask every zero pixel of a
+    Pilatus image). ``legacy`` writes 3.12's own form (lo - 1, hi + 1). Non-integer ends are kept."""
+    if not (float(lo).is_integer() and float(hi).is_integer()):
+        return [lo, hi]
+    step = 1.0 if legacy else 0.5
+    return [lo - step, hi + step]
+
+
 def _panel_dict(p: Panel, legacy: bool = False) -> dict:
     pad = p.type == "SENSOR_PAD" and p.thickness > 0 and p.mu
     lo, hi = p.trusted_range
@@ -373,7 +394,7 @@ def _panel_dict(p: Panel, legacy: bool = False) -> dict:
         "raw_image_offset": list(p.raw_offset),
         "image_size": list(p.image_size),
         "pixel_size": list(p.pixel_size),
-        "trusted_range": [lo - 1.0, hi + 1.0] if legacy and p.type else [lo, hi],
+        "trusted_range": _written_trusted_range(lo, hi, legacy),
         "thickness": p.thickness,
         "material": p.material,
         "mu": float(p.mu or 0.0),
@@ -400,9 +421,9 @@ def _beam_dict(b: Beam) -> dict:
         "wavelength": b.wavelength,
         "divergence": 0.0,
         "sigma_divergence": 0.0,
-        "polarization_normal": [0.0, 1.0, 0.0],
-        "polarization_fraction": 0.999,
-        "flux": 0.0,
+        "polarization_normal": list(map(float, b.polarization_normal)),
+        "polarization_fraction": b.polarization_fraction,
+        "flux": b.flux,
         "transmission": 1.0,
         "probe": "x-ray",
         "sample_to_source_distance": 0.0,
@@ -412,7 +433,7 @@ def _beam_dict(b: Beam) -> dict:
 def _goniometer_dict(g: Goniometer) -> dict:
     if g.is_multi_axis:
         return {
-            "axes": [list(map(float, a)) for a in g.axes],
+            "axes": [list(map(float, a)) for a in (g.axes if g.given_axes is None else g.given_axes)],
             "angles": list(map(float, g.angles)),
             "names": list(g.names or []),
             "scan_axis": g.scan_axis,
@@ -448,8 +469,17 @@ def _imageset_dict(seq: ImageSequence) -> dict:
     if seq.external_mask is not None:
         log.warning("The lookup mask of %s is not written to the experiment file", seq.template)
     d |= {"mask": None, "gain": None, "pedestal": None, "dx": None, "dy": None}
-    d["params"] = {"dynamic_shadowing": "Auto" if seq.shadow is not None else False, "multi_panel": False}
+    d["params"] = {"dynamic_shadowing": seq.dynamic_shadowing, "multi_panel": False}
     return d
+
+
+def experiment_identifier(seq: ImageSequence, image_index: int | None) -> str:
+    """The identifier the input experiment file gave this experiment (a rotation sequence, or image
+    ``image_index`` of a still sequence), or "" when it gave none."""
+    ids = seq.identifiers
+    if image_index is None:
+        return ids[0] if len(ids) == 1 else ""
+    return ids[image_index] if len(ids) == len(seq) else ""
 
 
 def experiments_dict(
@@ -458,26 +488,32 @@ def experiments_dict(
     """ExperimentList dict: one experiment per rotation sequence, one per image of a still sequence.
 
     ``identifiers`` (one per experiment, in that order) default to new UUIDs; pass the ones written in
-    the reflection table's identifier map so the two files match. ``legacy_trusted_range`` writes
-    (lo - 1, hi + 1): what dxtbx before 3.12 (DIALS <= 3.12), which
+    the reflection table's identifier map so the two files match. A sequence whose beam, detector or
+    goniometer is similar to the previous sequence's shares that model, as dials.import shares them.
+    ``legacy_trusted_range`` writes (lo - 1, hi + 1): what dxtbx before 3.12 (DIALS <= 3.12), which
     reads the ends as exclusive, needs to trust the same integer values."""
     out: dict = {"__id__": "ExperimentList", "experiment": [], "imageset": [], "beam": [], "detector": []}
     out |= {"goniometer": [], "scan": [], "crystal": [], "profile": [], "scaling_model": []}
+    prev: ImageSequence | None = None
     for i, seq in enumerate(sequences):
         out["imageset"].append(_imageset_dict(seq))
-        out["beam"].append(_beam_dict(seq.beam))
-        out["detector"].append(_detector_dict(seq.detector, legacy_trusted_range))
-        gonio = None
-        if seq.goniometer is not None:
-            gonio = len(out["goniometer"])
+        if prev is None or not seq.beam.is_similar_to(prev.beam):
+            out["beam"].append(_beam_dict(seq.beam))
+        if prev is None or not seq.detector.is_similar_to(prev.detector):
+            out["detector"].append(_detector_dict(seq.detector, legacy_trusted_range))
+        if seq.goniometer is not None and (
+            prev is None or prev.goniometer is None or not seq.goniometer.is_similar_to(prev.goniometer)
+        ):
             out["goniometer"].append(_goniometer_dict(seq.goniometer))
+        prev = seq
+        models = {"beam": len(out["beam"]) - 1, "detector": len(out["detector"]) - 1}
+        if seq.goniometer is not None:
+            models["goniometer"] = len(out["goniometer"]) - 1
         parts = [seq.sub(k, k + 1).scan for k in range(len(seq))] if seq.is_still else [seq.scan]
         for scan in parts:
             n = len(out["experiment"])
             identifier = identifiers[n] if identifiers else str(uuid.uuid4())
-            exp = {"__id__": "Experiment", "identifier": identifier, "beam": i, "detector": i}
-            if gonio is not None:
-                exp["goniometer"] = gonio
+            exp = {"__id__": "Experiment", "identifier": identifier, **models}
             exp |= {"scan": len(out["scan"]), "imageset": i}
             out["scan"].append(_scan_dict(scan))
             out["experiment"].append(exp)

@@ -165,10 +165,17 @@ class Beam:
 
     wavelength: float
     direction: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
+    # carried to the experiment file only (spot finding does not use them)
+    polarization_normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
+    polarization_fraction: float = 0.999
+    flux: float = 0.0
 
     def __post_init__(self) -> None:
         self.wavelength = float(self.wavelength)
         self.direction = _unit(self.direction)
+        self.polarization_normal = _vec(self.polarization_normal)
+        self.polarization_fraction = float(self.polarization_fraction)
+        self.flux = float(self.flux)
 
     @property
     def s0(self) -> np.ndarray:
@@ -176,8 +183,13 @@ class Beam:
         return -self.direction / self.wavelength
 
     def is_similar_to(self, other: Beam, tol: float = 1e-6) -> bool:
-        """Same wavelength and direction within tol."""
-        return abs(self.wavelength - other.wavelength) <= tol and _close(self.direction, other.direction, tol)
+        """Same wavelength, direction and polarization within tol (dxtbx's beam comparison)."""
+        return (
+            abs(self.wavelength - other.wavelength) <= tol
+            and _close(self.direction, other.direction, tol)
+            and _close(self.polarization_normal, other.polarization_normal, tol)
+            and abs(self.polarization_fraction - other.polarization_fraction) <= tol
+        )
 
 
 def rotation_matrix(axis: Sequence[float] | np.ndarray, angle_deg: float) -> np.ndarray:
@@ -199,13 +211,15 @@ class Goniometer:
     """Rotation axis in the lab frame (the effective scan axis for multi-axis goniometers).
 
     A multi-axis goniometer (dxtbx MultiAxisGoniometer) also keeps its ``axes`` (innermost first, at
-    datum), ``angles`` (degrees), ``names`` and ``scan_axis``; see ``Goniometer.multi_axis``."""
+    datum, normalised; ``given_axes`` as given, which dxtbx writes back), ``angles`` (degrees),
+    ``names`` and ``scan_axis``; see ``Goniometer.multi_axis``."""
 
     rotation_axis: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
     axes: np.ndarray | None = None
     angles: np.ndarray | None = None
     names: list[str] | None = None
     scan_axis: int = 0
+    given_axes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.rotation_axis = _unit(self.rotation_axis)
@@ -217,10 +231,28 @@ class Goniometer:
         """Multi-axis goniometer; the rotation axis is the scan axis moved by the axes outside it."""
         axes_arr = np.array([_unit(a) for a in axes])
         angles_arr = np.asarray(angles, dtype=np.float64)
-        setting = np.identity(3)
-        for a, angle in zip(axes_arr[scan_axis + 1 :], angles_arr[scan_axis + 1 :], strict=True):
-            setting = rotation_matrix(a, angle) @ setting
-        return cls(setting @ axes_arr[scan_axis], axes_arr, angles_arr, list(names), int(scan_axis))
+        gonio = cls(axes_arr[scan_axis], axes_arr, angles_arr, list(names), int(scan_axis))
+        gonio.rotation_axis = _unit(gonio.setting_rotation @ axes_arr[scan_axis])
+        gonio.given_axes = np.array([_vec(a) for a in axes])
+        return gonio
+
+    def _product(self, first: int, last: int) -> np.ndarray:
+        """Rotations of axes [first, last) at their angles, innermost applied first."""
+        out = np.identity(3)
+        if self.axes is not None:
+            for a, angle in zip(self.axes[first:last], self.angles[first:last], strict=True):
+                out = rotation_matrix(a, angle) @ out
+        return out
+
+    @property
+    def fixed_rotation(self) -> np.ndarray:
+        """Rotation by the axes inside the scan axis (identity for a single-axis goniometer)."""
+        return self._product(0, self.scan_axis)
+
+    @property
+    def setting_rotation(self) -> np.ndarray:
+        """Rotation by the axes outside the scan axis (identity for a single-axis goniometer)."""
+        return self._product(self.scan_axis + 1, 0 if self.axes is None else len(self.axes))
 
     @property
     def is_multi_axis(self) -> bool:
@@ -228,8 +260,12 @@ class Goniometer:
         return self.axes is not None
 
     def is_similar_to(self, other: Goniometer, tol: float = 1e-6) -> bool:
-        """Same rotation axis within tol."""
-        return _close(self.rotation_axis, other.rotation_axis, tol)
+        """Same rotation axis, fixed and setting rotations within tol (dxtbx's goniometer comparison)."""
+        return (
+            _close(self.rotation_axis, other.rotation_axis, tol)
+            and _close(self.fixed_rotation, other.fixed_rotation, tol)
+            and _close(self.setting_rotation, other.setting_rotation, tol)
+        )
 
 
 @dataclass(eq=False)
@@ -343,6 +379,8 @@ class ImageSequence:
     format_mask: list[np.ndarray] | None = None  # the format's static mask (e.g. NeXus pixel_mask == 0)
     shadow: ShadowMasker | None = None  # dynamic goniometer shadow, applied per image at its angle
     format_name: str = ""  # what the images are (for logs and experiment files)
+    dynamic_shadowing: bool | str = "Auto"  # as dials.import's imageset parameter
+    identifiers: list[str] = field(default_factory=list)  # of its experiments, when read from a file
     _static: list[np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -381,6 +419,7 @@ class ImageSequence:
             image_numbers=self.image_numbers[first_index:last_index],
             scan=scan,
             split_reason=None,
+            identifiers=self.identifiers[first_index:last_index] if self.is_still else self.identifiers,
         )
         new._static = self._static  # same detector and lookup mask: share the cached static masks
         return new

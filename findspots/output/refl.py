@@ -181,7 +181,7 @@ def write_reflections(
     nrows = _common_length(columns, names)
     # DIALS keeps identifiers in a std::map, so they are written in ascending id order.
     idents = {int(k): str(v) for k, v in sorted((identifiers or {}).items(), key=lambda kv: int(kv[0]))}
-    with _atomic_file(Path(path)) as fh:
+    with atomic_file(Path(path)) as fh:
         _write_table(fh, columns, names, types, nrows, idents, version)
 
 
@@ -318,7 +318,7 @@ def _segment_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts.astype(np.int64, copy=False) - out_starts, lengths) + np.arange(total)
 
 
-class _atomic_file:
+class atomic_file:
     """Context manager: a temporary file beside ``target``, fsynced and renamed onto it on success only."""
 
     def __init__(self, target: Path) -> None:

@@ -8,6 +8,7 @@ Typical use, after spot finding::
     figures = build_figures(data)          # render once, use for both outputs
     write_report(data, "findspots.html", figures)
     write_plots(data, "plots", figures)    # per_image.png, resolution.png, detector.png, spot_histograms.png
+                                           # and grid.png for a grid scan (ReportData.grid)
 
 matplotlib is imported only here (Agg, through ``matplotlib.figure.Figure``), so importing findspots
 does not pay for it.
@@ -27,30 +28,35 @@ from typing import TYPE_CHECKING
 from findspots.geometry.ice_rings import ice_ring_d_spacings
 from findspots.report.data import (
     ICE_RING_WIDTH,
-    MIN_SPOTS_FOR_D,
+    RESOLUTION_ESTIMATES,
     Analysis,
     ReportData,
     analyse,
+    grid_cells,
     image_counts,
 )
 
 __all__ = [
     "FIGURE_NAMES",
+    "GRID_FIGURE",
     "Figures",
     "ReportData",
     "analyse",
     "build_figures",
+    "grid_inputs",
     "image_counts",
     "write_plots",
     "write_report",
 ]
 
 if TYPE_CHECKING:
+    import numpy as np
     from matplotlib.figure import Figure
 
 FIGURE_NAMES = ("per_image", "resolution", "detector", "spot_histograms")
+GRID_FIGURE = "grid"  # the heat maps of a grid scan: only with ReportData.grid
 # The detector view first: its PNG takes longest to compress, done while the others are drawn.
-RENDER_ORDER = ("detector", "per_image", "resolution", "spot_histograms")
+RENDER_ORDER = ("detector", "per_image", GRID_FIGURE, "resolution", "spot_histograms")
 ICE_RINGS_D_MIN = 1.4  # rings drawn from 3.90 A down to here; further out they are weak and crowded
 
 
@@ -58,7 +64,7 @@ ICE_RINGS_D_MIN = 1.4  # rings drawn from 3.90 A down to here; further out they 
 class Figures:
     """Rendered figures: PNG bytes by name (see FIGURE_NAMES), the analysis and the rendering time."""
 
-    png: dict[str, bytes]
+    png: dict[str, bytes]  # (and GRID_FIGURE for a grid scan)
     analysis: Analysis
     seconds: float
     errors: dict[str, str] = field(default_factory=dict)  # figure name -> why it could not be drawn
@@ -85,7 +91,7 @@ def build_figures(data: ReportData) -> Figures:
                     pending[name] = encoder.submit(F.encode_png, F.render(fig))
             except Exception as err:  # a broken figure must not lose the run's report
                 out.errors[name] = f"{type(err).__name__}: {err}"
-        for name in FIGURE_NAMES:
+        for name in _names(data):
             try:
                 if name in pending:
                     out.png[name] = pending[name].result()
@@ -106,8 +112,13 @@ def _builders(data: ReportData, a: Analysis) -> dict[str, Callable[[], Figure | 
         view = detector_view(data, a)
         return None if view is None else F.detector_figure(**view)
 
+    def grid():
+        inputs = grid_inputs(data, a)
+        return None if inputs is None else F.grid_figure(**inputs)
+
     return {
         "per_image": lambda: F.per_image_figure(**_per_image_inputs(data, a)),
+        GRID_FIGURE: grid,
         "resolution": lambda: F.resolution_figure(
             a.d,
             d_detector=a.d_detector,
@@ -140,18 +151,57 @@ def _per_image_inputs(data: ReportData, a: Analysis) -> dict:
         x = np.array([r.image for r in rows], dtype=np.float64)
         breaks, xlabel, tick_labels = [], "image number", None
     limits = [s.strong_limit for s in a.sequences if s.strong_limit is not None]
+    analysed = data.per_image is not None
     return {
         "x": x,
         "spots": np.array([r.spots for r in rows]),
         "strong": np.array([r.strong for r in rows]),
-        "d95": np.array([np.nan if r.d95 is None else r.d95 for r in rows]),
-        "reliable": np.array([r.spots >= MIN_SPOTS_FOR_D for r in rows], dtype=bool),
         "over_limit": np.array([r.over_limit for r in rows], dtype=bool),
+        "no_ice": _per_row(rows, lambda r: r.spots_no_ice) if analysed else None,
+        "estimates": {n: _per_row(rows, lambda r, n=n: r.estimates.get(n)) for n in RESOLUTION_ESTIMATES}
+        if analysed
+        else None,
         "strong_limit": min(limits) if limits else None,
         "d_overall": a.d95,
         "breaks": breaks,
         "xlabel": xlabel,
         "tick_labels": tick_labels,
+    }
+
+
+def _per_row(rows, value: Callable) -> np.ndarray:
+    """``value(row)`` of every image row as floats, NaN where it is None."""
+    import numpy as np
+
+    return np.array([np.nan if value(r) is None else value(r) for r in rows], dtype=np.float64)
+
+
+def _names(data: ReportData) -> tuple[str, ...]:
+    """The figures this report has."""
+    return (*FIGURE_NAMES, GRID_FIGURE) if data.grid else FIGURE_NAMES
+
+
+def grid_inputs(data: ReportData, a: Analysis) -> dict | None:
+    """Keyword arguments of :func:`findspots.report.figures.grid_figure` (None: no grid, or no analysis).
+
+    Processed image k (in :attr:`Analysis.rows` order) fills cell ``grid_cells(...) == k``; the best cell
+    is the image with most spots off the ice rings (the first on ties)."""
+    import numpy as np
+
+    if not data.grid or data.per_image is None:
+        return None
+    nx, ny = data.grid
+    cells = grid_cells(len(a.rows), nx, ny, data.grid_order)
+    no_ice = _per_row(a.rows, lambda r: r.spots_no_ice)
+    best = int(np.argmax(no_ice))
+    row, column = (int(v[0]) for v in np.nonzero(cells == best))
+    several = len(a.sequences) > 1
+    image = f"{a.rows[best].sequence}:{a.rows[best].image}" if several else str(a.rows[best].image)
+    return {
+        "no_ice": no_ice[cells],
+        "d_min": _per_row(a.rows, lambda r: r.estimates.get("estimated_d_min"))[cells],
+        "best": (row, column),
+        "best_label": f"image {image} (row {row}, column {column}), {int(no_ice[best])} spots off ice rings",
     }
 
 
@@ -190,7 +240,7 @@ def write_plots(data: ReportData, directory: str | Path, figures: Figures | None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in FIGURE_NAMES:
+    for name in _names(data):
         if name in figures.png:
             p = directory / f"{name}.png"
             p.write_bytes(figures.png[name])

@@ -3,11 +3,11 @@
 Everything here is plain numpy on the reflection table and the sequences' geometry; the figures and the
 page only draw and print these numbers, so the tests can compare them with the table directly.
 
-Resolution estimate per image (``d95``): the spots are assigned to the image holding their centroid
-(``floor(z)``); for an image with at least :data:`MIN_SPOTS_FOR_D` spots the estimate is the d at the
-95th percentile of the spots' 1/d^2 (linear interpolation), i.e. 5 % of the image's spots lie further
-out. It says how far out the spots go, is robust to a few stray spots (hot pixels, zingers, ice) and uses
-no intensities, so it is not a data-processing resolution limit (that needs merged I/sigma).
+Resolution estimates per image: those of DIALS's per-image analysis (``estimated_d_min`` and the two
+DISTL methods, :mod:`findspots.analysis.per_image`), computed once per run and given in
+:attr:`ReportData.per_image`. Overall estimate (``d95``): the d at the 95th percentile of all spots' 1/d^2
+(linear interpolation), i.e. 5 % of the spots lie further out; it uses no intensities, so it is not a
+data-processing resolution limit (that needs merged I/sigma).
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from findspots.analysis.per_image import spot_resolution
+from findspots.analysis.per_image import experiment_images, spot_resolution
+from findspots.app.pipeline import experiments_of
 from findspots.geometry.ice_rings import ice_ring_d_spacings
 from findspots.geometry.resolution import detector_max_resolution
 
-D_PERCENTILE = 95.0  # percentile of 1/d^2 used for the per-image and overall resolution estimates
-MIN_SPOTS_FOR_D = 5  # fewer spots on an image: the estimate is shown as unreliable (open marker)
+D_PERCENTILE = 95.0  # percentile of 1/d^2 used for the overall resolution estimates
+# The per-image analysis's resolution estimates shown (its figure names); -1 there means none.
+RESOLUTION_ESTIMATES = ("estimated_d_min", "d_min_distl_method_1", "d_min_distl_method_2")
+GRID_ORDERS = ("raster", "snake")
 HOT_MIN_IMAGES = 5  # a spot spanning every image of a sweep of at least this many images is suspicious
 HOT_MAX_WIDTH = 3  # ... when its bounding box is at most this many pixels wide and high
 
@@ -49,6 +52,12 @@ class ReportData:
       spot finder's static masks (border, untrusted regions, resolution limits, ice rings); the
       detector view shades what they exclude. Without them it shades the panels' own mask and the
       pixels outside the trusted range.
+    - ``per_image``: optional, the nine figures of
+      :func:`findspots.analysis.per_image.per_image_figures` of ``table`` and ``sequences`` (one list
+      entry per image of every experiment); the per-image plot shows ``n_spots_no_ice`` and the
+      :data:`RESOLUTION_ESTIMATES` from it. None: spot and strong-pixel counts only.
+    - ``grid``: optional ``(NX, NY)``, the processed images are a grid scan of NX columns and NY rows
+      walked in ``grid_order`` (:data:`GRID_ORDERS`; see :func:`grid_cells`): the report adds heat maps.
     """
 
     table: Mapping[str, object]
@@ -60,6 +69,9 @@ class ReportData:
     inputs: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     masks: list | None = None  # optional, per sequence: the per-panel filter masks (True = usable)
+    per_image: dict[str, list] | None = None
+    grid: tuple[int, int] | None = None
+    grid_order: str = "raster"
 
 
 def image_counts(per_sequence: Iterable[Iterable[object]]) -> list[tuple[int, int, int]]:
@@ -95,14 +107,16 @@ def beam_centre(panel, s0) -> tuple[float, float] | None:
 
 @dataclass
 class ImageRow:
-    """One processed image: its strong pixels, spots (by centroid) and resolution estimate."""
+    """One processed image: its strong pixels, spots (by centroid) and per-image analysis figures."""
 
     sequence: int
     image: int  # image number (frame + 1)
     strong: int
     spots: int
-    d95: float | None  # None without spots
     over_limit: bool  # more strong pixels than max_strong_pixel_fraction allows
+    spots_no_ice: int | None = None  # n_spots_no_ice (None: no per-image analysis)
+    # per name of RESOLUTION_ESTIMATES: the estimate in Angstrom, None where the analysis gives none
+    estimates: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -210,22 +224,25 @@ def analyse(data: ReportData) -> Analysis:
     starts = {(int(a), int(b)): int(i) for (a, b), i in zip(uniq, first, strict=True)}
     ends = {(int(a), int(b)): int(i + c) for (a, b), i, c in zip(uniq, first, count, strict=True)}
     limits = [_strong_limit(seq, data.max_strong_fraction) for seq in data.sequences]
+    position = figure_positions(data.sequences) if data.per_image is not None else {}
 
     rows = []
     for s, number, strong in data.images:
         key = (int(s), int(number))
-        members = order[starts[key] : ends[key]] if key in starts else order[:0]
+        count = ends[key] - starts[key] if key in starts else 0
         limit = limits[s]
-        rows.append(
-            ImageRow(
-                sequence=int(s),
-                image=int(number),
-                strong=int(strong),
-                spots=len(members),
-                d95=percentile_d(d[members][finite[members]]),
-                over_limit=limit is not None and strong > limit,
-            )
+        row = ImageRow(
+            sequence=int(s),
+            image=int(number),
+            strong=int(strong),
+            spots=count,
+            over_limit=limit is not None and strong > limit,
         )
+        if key in position:
+            k = position[key]
+            row.spots_no_ice = int(data.per_image["n_spots_no_ice"][k])
+            row.estimates = {n: _estimate(data.per_image[n][k]) for n in RESOLUTION_ESTIMATES}
+        rows.append(row)
 
     summaries = []
     for s, seq in enumerate(data.sequences):
@@ -266,6 +283,32 @@ def analyse(data: ReportData) -> Analysis:
         hot=_hot_pixels(data, xyz, bbox, panels, seq_of, image, n_images, rows),
         ice=_ice_excess(d[finite], d_det),
     )
+
+
+def figure_positions(sequences: list) -> dict[tuple[int, int], int]:
+    """(sequence index, image number) -> the image's entry in the per-image analysis's lists."""
+    out: dict[tuple[int, int], int] = {}
+    for e, (_, frames) in zip(experiments_of(sequences), experiment_images(sequences), strict=True):
+        for frame in frames:
+            out[(e.sequence_index, frame + 1)] = len(out)
+    return out
+
+
+def _estimate(value: float) -> float | None:
+    """A per-image resolution estimate; the analysis's -1 (too few spots off the ice rings) is None."""
+    return None if value < 0 else float(value)
+
+
+def grid_cells(n: int, nx: int, ny: int, order: str = "raster") -> np.ndarray:
+    """(NY, NX) array of the image position (0..n-1) in each grid cell, row 0 first.
+
+    Image i lies in row i // NX, column i % NX; ``order="snake"`` runs every odd row backwards."""
+    if nx * ny != n or order not in GRID_ORDERS:
+        raise ValueError(f"a {order} {nx} x {ny} grid for {n} images")
+    cells = np.arange(n).reshape(ny, nx)
+    if order == "snake":
+        cells[1::2] = cells[1::2, ::-1]
+    return cells
 
 
 def _strong_limit(sequence, fraction: float | None) -> int | None:

@@ -23,12 +23,12 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, NoNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator, NullLocator
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from findspots.report.data import MIN_SPOTS_FOR_D
+from findspots.report.data import RESOLUTION_ESTIMATES
 
 # Colour-blind friendly palette (Okabe-Ito), one meaning each, the same in every figure.
 BLUE = "#0072B2"  # spots
@@ -59,6 +59,12 @@ STYLE = {
 
 BAND_ROWS = 128  # rows of the detector image reduced at a time
 MAX_SCATTER = 20_000  # spots drawn in the size-intensity scatter
+# How each per-image resolution estimate is drawn: label, marker, filled.
+ESTIMATE_STYLE = {
+    "estimated_d_min": ("estimated_d_min", "o", True),
+    "d_min_distl_method_1": ("DISTL method 1", "s", False),
+    "d_min_distl_method_2": ("DISTL method 2", "^", False),
+}
 NICE_D = (50, 20, 10, 8, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7)
 
 
@@ -159,22 +165,23 @@ def per_image_figure(
     x: np.ndarray,
     spots: np.ndarray,
     strong: np.ndarray,
-    d95: np.ndarray,
-    reliable: np.ndarray,
     over_limit: np.ndarray,
     *,
+    no_ice: np.ndarray | None = None,
+    estimates: dict[str, np.ndarray] | None = None,
     strong_limit: float | None = None,
     d_overall: float | None = None,
     breaks: Sequence[tuple[float, str]] = (),
     xlabel: str = "image number",
     tick_labels: Sequence[int] | None = None,
 ) -> Figure:
-    """Spots, strong pixels and the resolution estimate per image, stacked on one x axis.
+    """Spots, strong pixels and the resolution estimates per image, stacked on one x axis.
 
-    ``x``: the image positions; ``d95``: per-image estimate (NaN without spots); ``reliable``: enough
-    spots for it; ``over_limit``: more strong pixels than allowed; ``breaks``: (x, label) where a new
-    sequence starts; ``d_overall``: the estimate from all spots, drawn as a horizontal line;
-    ``tick_labels``: the label of each x position 0, 1, ... (image numbers when x is a running index)."""
+    ``x``: the image positions; ``no_ice``: spots off the ice rings per image (None: not shown);
+    ``estimates``: per name of RESOLUTION_ESTIMATES the per-image estimate (NaN: none);
+    ``over_limit``: more strong pixels than allowed; ``breaks``: (x, label) where a new sequence starts;
+    ``d_overall``: the estimate from all spots, drawn as a horizontal line; ``tick_labels``: the label
+    of each x position 0, 1, ... (image numbers when x is a running index)."""
     x = np.asarray(x, dtype=np.float64)
     spots = np.asarray(spots)
     strong = np.asarray(strong)
@@ -190,11 +197,11 @@ def per_image_figure(
     marker = "o" if len(x) <= 120 else None
     half = 0.5 * (float(np.min(np.diff(x))) if len(x) > 1 else 1.0)
     _mark_images((ax1, ax2, ax3), x, spots == 0, over_limit, half, breaks)
-    _spots_panel(ax1, x, spots, half, breaks, marker)
+    _spots_panel(ax1, x, spots, no_ice, half, breaks, marker)
     _strong_panel(ax2, x, strong, over_limit, strong_limit, breaks, marker)
     for ax in (ax1, ax2):
         ax.yaxis.set_major_formatter(_thousands())
-    _resolution_panel(ax3, x, np.asarray(d95, dtype=np.float64), np.asarray(reliable, dtype=bool), d_overall)
+    _resolution_panel(ax3, x, estimates or {}, d_overall)
     ax3.set_xlabel(xlabel)
     for ax in (ax1, ax2):
         ax.tick_params(labelbottom=False)
@@ -214,10 +221,27 @@ def _mark_images(axes, x: np.ndarray, none: np.ndarray, over_limit: np.ndarray, 
             ax.axvline(bx - half, color=GREY, lw=0.9, ls=":")
 
 
-def _spots_panel(ax, x: np.ndarray, spots: np.ndarray, half: float, breaks, marker: str | None) -> None:
-    """Top panel: spots per image, images without spots crossed, each sequence's label at its start."""
+def _spots_panel(
+    ax, x: np.ndarray, spots: np.ndarray, no_ice: np.ndarray | None, half: float, breaks, marker: str | None
+) -> None:
+    """Top panel: spots per image (and those off the ice rings), images without spots crossed, each
+    sequence's label at its start."""
     none = spots == 0
     _lines(ax, x, spots, breaks, color=BLUE, lw=1.4, marker=marker, ms=3.5, label="spots (by centroid)")
+    if no_ice is not None:
+        _lines(
+            ax,
+            x,
+            no_ice,
+            breaks,
+            color=BLUE,
+            lw=1,
+            ls="--",
+            marker=marker,
+            ms=3.5,
+            mfc="white",
+            label="spots off ice rings\n(n_spots_no_ice)",
+        )
     if none.any():
         ax.plot(
             x[none],
@@ -272,85 +296,45 @@ def _strong_panel(
     ax.set_ylabel("strong pixels")
 
 
-def _resolution_panel(
-    ax, x: np.ndarray, d95: np.ndarray, reliable: np.ndarray, d_overall: float | None
-) -> None:
-    """Bottom panel: the per-image d95 (open markers when unreliable) and the overall estimate."""
-    has_d = np.isfinite(d95)
-    if has_d.any():
-        y_top, y_bottom = _d_range(ax, d95, has_d & reliable, d_overall)
-        _d_markers(ax, x, d95, reliable, y_top, y_bottom)
-        ax.set_ylim(y_bottom, y_top)  # inverted: further out (smaller d) is up
+def _resolution_panel(ax, x: np.ndarray, estimates: dict[str, np.ndarray], d_overall: float | None) -> None:
+    """Bottom panel: the per-image resolution estimates (images without one left out) and the overall d95."""
+    shown = {n: np.asarray(estimates[n], dtype=np.float64) for n in RESOLUTION_ESTIMATES if n in estimates}
+    values = np.concatenate([v[np.isfinite(v)] for v in shown.values()] or [np.zeros(0)])
+    if not values.size:
+        why = "no image has more than 10 spots off the ice rings" if shown else "no per-image analysis"
+        ax.text(
+            0.5,
+            0.5,
+            f"no resolution estimate: {why}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color=GREY,
+        )
+        ax.set_yticks([])
     else:
-        ax.text(0.5, 0.5, "no spots", transform=ax.transAxes, ha="center", va="center", color=GREY)
-    ax.set_ylabel("d95 (Å), up = further out")
-
-
-def _d_range(ax, d95: np.ndarray, good: np.ndarray, d_overall: float | None) -> tuple[float, float]:
-    """The d axis limits (top, bottom), drawing the overall estimate's line when there is one.
-
-    The range follows the reliable estimates (all of them when none is reliable) and the overall one."""
-    ref = d95[good] if good.any() else d95[np.isfinite(d95)]
-    lo, hi = float(ref.min()), float(ref.max())
-    if d_overall is not None and math.isfinite(d_overall):
-        ax.axhline(d_overall, color=GREEN, lw=1, ls="--", alpha=0.8, label=f"all spots: {d_overall:.2f} Å")
-        lo, hi = min(lo, d_overall), max(hi, d_overall)
-    pad = max(0.08 * (hi - lo), 0.04 * hi)
-    return max(lo - pad, 0.0), hi + pad
-
-
-def _d_markers(
-    ax, x: np.ndarray, d95: np.ndarray, reliable: np.ndarray, y_top: float, y_bottom: float
-) -> None:
-    """The d95 points: filled when reliable, open when not; beyond the range, arrows at its edge."""
-    has_d = np.isfinite(d95)
-    good = has_d & reliable
-    weak = has_d & ~reliable
-    inside = (d95 >= y_top) & (d95 <= y_bottom)
-    if (good & inside).any():
-        ax.plot(
-            x[good & inside],
-            d95[good & inside],
-            color=GREEN,
-            lw=0,
-            marker="o",
-            ms=4.5,
-            label=f"d95 (≥ {MIN_SPOTS_FOR_D} spots)",
-        )
-    if (weak & inside).any():
-        ax.plot(
-            x[weak & inside],
-            d95[weak & inside],
-            color=GREEN,
-            lw=0,
-            marker="o",
-            ms=4.5,
-            mfc="white",
-            label=f"d95 (< {MIN_SPOTS_FOR_D} spots)",
-        )
-    below, above = has_d & (d95 > y_bottom), has_d & (d95 < y_top)
-    if below.any() or above.any():
-        ax.plot(
-            x[below],
-            np.full(below.sum(), y_bottom),
-            ls="none",
-            marker="v",
-            color=GREEN,
-            mfc="white",
-            ms=6,
-            clip_on=False,
-            label="off the scale",
-        )
-        ax.plot(
-            x[above],
-            np.full(above.sum(), y_top),
-            ls="none",
-            marker="^",
-            color=GREEN,
-            mfc="white",
-            ms=6,
-            clip_on=False,
-        )
+        lo, hi = float(values.min()), float(values.max())
+        if d_overall is not None and math.isfinite(d_overall):
+            ax.axhline(
+                d_overall, color=GREY, lw=1, ls="--", alpha=0.8, label=f"d95 of all spots: {d_overall:.2f} Å"
+            )
+            lo, hi = min(lo, d_overall), max(hi, d_overall)
+        for name, d in shown.items():
+            label, mark, filled = ESTIMATE_STYLE[name]
+            has = np.isfinite(d)
+            ax.plot(
+                x[has],
+                d[has],
+                color=GREEN,
+                lw=0,
+                marker=mark,
+                ms=4.5,
+                mfc=GREEN if filled else "white",
+                label=label,
+            )
+        pad = max(0.08 * (hi - lo), 0.04 * hi)
+        ax.set_ylim(hi + pad, max(lo - pad, 0.0))  # inverted: further out (smaller d) is up
+    ax.set_ylabel("d (Å), up = further out")
 
 
 def _image_axis(ax, x: np.ndarray, half: float, breaks, tick_labels: Sequence[int] | None) -> None:
@@ -368,6 +352,58 @@ def _image_axis(ax, x: np.ndarray, half: float, breaks, tick_labels: Sequence[in
             FuncFormatter(lambda v, _: str(numbers[int(v)]) if v == int(v) and 0 <= v < len(numbers) else "")
         )
     ax.set_xlim(x.min() - half, x.max() + half)
+
+
+# ------------------------------------------------------------------------------------------- grid scan
+
+GRID_NO_ESTIMATE = "#d9d9d9"  # a cell without a resolution estimate
+GRID_BEST = BLUE  # outline of the best cell (no blue in either colour map)
+GRID_MAP_SIZE = 3.3  # inches: the longer side of each map
+
+
+@styled
+def grid_figure(no_ice: np.ndarray, d_min: np.ndarray, best: tuple[int, int], best_label: str) -> Figure:
+    """Heat maps of a grid scan: spots off the ice rings and estimated_d_min, one cell per image.
+
+    ``no_ice``, ``d_min``: (NY, NX) arrays, row 0 drawn at the bottom as dials.find_spots_client's
+    ``grid=`` draws it; NaN in ``d_min``: no estimate (grey). ``best``: the (row, column) outlined in
+    both maps; ``best_label`` names it in the title. The counts' colours run from 0 to the largest count."""
+    no_ice = np.asarray(no_ice, dtype=np.float64)
+    d_min = np.asarray(d_min, dtype=np.float64)
+    ny, nx = no_ice.shape
+    cell = GRID_MAP_SIZE / max(nx, ny)
+    width, height = cell * nx, cell * ny
+    fig = _figure(10, height + 1.3)
+    fig.suptitle(f"outlined: {best_label}", y=1 - 0.12 / (height + 1.3), va="top", fontsize=9)
+    edges = {"edgecolors": "white", "linewidth": 1 if cell >= 0.08 else 0}
+    counts = _add_axes(fig, 0.85, 0.55, width, height)
+    mesh = counts.pcolormesh(no_ice, cmap="Reds", norm=Normalize(0, max(1.0, float(no_ice.max()))), **edges)
+    fig.colorbar(
+        mesh, cax=_add_axes(fig, 0.85 + width + 0.12, 0.55, 0.15, height), label="spots off ice rings"
+    )
+    counts.set_title("n_spots_no_ice")
+    resolution = _add_axes(fig, 5.3, 0.55, width, height)
+    cmap = matplotlib.colormaps["Greens_r"].with_extremes(bad=GRID_NO_ESTIMATE)
+    known = d_min[np.isfinite(d_min)]
+    norm = Normalize(float(known.min()), float(known.max())) if known.size else Normalize(0, 1)
+    mesh = resolution.pcolormesh(np.ma.masked_invalid(d_min), cmap=cmap, norm=norm, **edges)
+    bar = fig.colorbar(
+        mesh, cax=_add_axes(fig, 5.3 + width + 0.12, 0.55, 0.15, height), label="d (Å); grey: none"
+    )
+    if not known.size:
+        bar.set_ticks([])
+    resolution.set_title("estimated_d_min")
+    for ax in (counts, resolution):
+        ax.add_patch(Rectangle((best[1], best[0]), 1, 1, fill=False, edgecolor=GRID_BEST, lw=2, zorder=3))
+        ax.set_xlim(0, nx)
+        ax.set_ylim(0, ny)
+        ax.grid(False)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        for set_ticks, n in ((ax.set_xticks, nx), (ax.set_yticks, ny)):
+            ticks = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
+            set_ticks(ticks + 0.5, [str(t) for t in ticks])  # at the cell centres
+    return fig
 
 
 # ----------------------------------------------------------------------------------- spots vs resolution

@@ -11,7 +11,7 @@ import os
 from findspots import __version__
 from findspots.report.data import (
     D_PERCENTILE,
-    MIN_SPOTS_FOR_D,
+    RESOLUTION_ESTIMATES,
     Analysis,
     ReportData,
 )
@@ -232,15 +232,36 @@ def _image_table(a: Analysis) -> str:
     for r in a.rows:
         cls = "none" if r.spots == 0 else ("over" if r.over_limit else "")
         seq = f"<td>{r.sequence}</td>" if several else ""
+        no_ice = "–" if r.spots_no_ice is None else f"{r.spots_no_ice:,}"
+        estimates = "".join(f"<td>{_d(r.estimates.get(n))}</td>" for n in RESOLUTION_ESTIMATES)
         rows.append(
             f'<tr class="{cls}">{seq}<td>{r.image}</td><td>{r.strong:,}</td><td>{r.spots:,}</td>'
-            f"<td>{_d(r.d95)}</td></tr>"
+            f"<td>{no_ice}</td>{estimates}</tr>"
         )
     head = "<th>sequence</th>" if several else ""
     return (
         f'<div class="scroll"><table id="images"><tr>{head}<th>image</th><th>strong pixels</th><th>spots</th>'
-        f"<th>d95 (Å)</th></tr>" + "".join(rows) + "</table></div>"
+        "<th>off ice</th><th>estimated d_min (Å)</th><th>DISTL 1 (Å)</th><th>DISTL 2 (Å)</th></tr>"
+        + "".join(rows)
+        + "</table></div>"
     )
+
+
+def _grid_section(data: ReportData, pngs: dict[str, bytes], errors: dict[str, str]) -> str:
+    """The grid scan's heat maps (only with ``ReportData.grid``)."""
+    if not data.grid:
+        return ""
+    nx, ny = data.grid
+    walk = "every odd row right to left (snake)" if data.grid_order == "snake" else "every row left to right"
+    return f"""
+<section id="grid"><h2>Grid scan</h2>
+<figure>{_img(pngs.get("grid"), "heat maps of spots and resolution over the grid", errors.get("grid"))}
+<figcaption>One cell per image of the {nx} × {ny} grid (output.grid={nx},{ny}): image i (from 0, in
+processing order) at row i // {nx}, column i % {nx}, {_e(walk)}, row 0 at the bottom. Left: spots off
+the ice rings (n_spots_no_ice); right: estimated_d_min (grey: no estimate, 10 or fewer spots off the
+ice rings). The image with the most spots off the ice rings is outlined in blue; its name is above
+the maps.</figcaption></figure></section>
+"""
 
 
 def _inputs(data: ReportData) -> str:
@@ -289,17 +310,19 @@ def page(
 <section id="checks"><h2>Things to check</h2><ul class="checks">{check_items}</ul></section>
 
 <section id="per-image"><h2>Per image</h2>
-<figure>{_img(pngs.get("per_image"), "spots, strong pixels and d95 per image", errors.get("per_image"))}
-<figcaption>Top: spots per image, each spot counted on the image holding its centroid; images without
-spots are shaded red and marked ×. Middle: strong pixels per image (before joining into spots and
-filtering). {_e(limit_text)} Bottom: <b>d95</b>, the resolution estimate of each image: the d-spacing at
-the {D_PERCENTILE:g}th percentile of the spots' 1/d² (5 % of the image's spots lie further out); open
-circles mark images with fewer than {MIN_SPOTS_FOR_D} spots, where it is unreliable, and the dashed line
-is the same estimate from all spots. It is measured from spot positions only, so it shows how far out the
-spots go, not a data-processing resolution limit (which needs merged I/σ).</figcaption></figure>
+<figure>{_img(pngs.get("per_image"), "spots, strong pixels, resolution per image", errors.get("per_image"))}
+<figcaption>Top: spots per image, each spot counted on the image holding its centroid, and (dashed) those
+off the ice rings, n_spots_no_ice of DIALS's per-image analysis; images without spots are shaded red
+and marked ×. Middle: strong pixels per image (before joining into spots and filtering).
+{_e(limit_text)} Bottom: the resolution estimates of DIALS's per-image analysis (as
+dials.spot_counts_per_image and the find-spots server give them): estimated_d_min and DISTL methods 1
+and 2, from the spots off the ice rings; an image with 10 or fewer such spots has none. The dashed line
+is <b>d95</b> of all spots: the d-spacing at the {D_PERCENTILE:g}th percentile of their 1/d² (5 % lie
+further out). They are measured from spots only, so they show how far out the spots go, not a
+data-processing resolution limit (which needs merged I/σ).</figcaption></figure>
 <details><summary>Per-image table</summary>{_image_table(a)}</details>
 </section>
-
+{_grid_section(data, pngs, errors)}
 <section id="resolution"><h2>Spots against resolution</h2>
 <figure>{_img(pngs.get("resolution"), "spot count against resolution", errors.get("resolution"))}
 <figcaption>Spots in shells of equal width in 1/d² (equal detector areas near the beam), from the beam

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 REFERENCE = DATA / "reference" / "l_cysteine_sweep01" / "dispersion"
+PER_IMAGE = DATA / "reference" / "l_cysteine_sweep01" / "per_image" / "per_image.json"  # DIALS 3.12's
 
 
 def dials_strong_counts(log: Path, sequence: int = 0) -> list[tuple[int, int, int]]:
@@ -40,7 +41,9 @@ def lcyst_table() -> dict:
 
 @pytest.fixture(scope="session")
 def lcyst_data(lcyst_files, lcyst_sequences, lcyst_table):
-    """ReportData of DIALS's spots on the sweep, strong-pixel counts from DIALS's log."""
+    """ReportData of DIALS's spots on the sweep, strong-pixel counts from DIALS's log, the per-image
+    analysis of those spots."""
+    from findspots.analysis.per_image import per_image_figures
     from findspots.report import ReportData
 
     n = len(lcyst_table["id"])
@@ -53,6 +56,7 @@ def lcyst_data(lcyst_files, lcyst_sequences, lcyst_table):
         modified_parameters="spotfinder {\n  threshold {\n    algorithm = dispersion\n  }\n}",
         inputs=lcyst_files,
         timings={"reading + threshold": 1.5, "labelling + measures": 0.4, "total": 2.1},
+        per_image=per_image_figures(lcyst_table, lcyst_sequences),
     )
 
 
@@ -69,6 +73,23 @@ def lcyst_report(lcyst_data, lcyst_figures, tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("report") / "findspots.html"
     write_report(lcyst_data, path, lcyst_figures)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lcyst_grid_data(lcyst_data):
+    """The sweep's 15 images taken as a 5 x 3 grid scan."""
+    import dataclasses
+
+    return dataclasses.replace(lcyst_data, grid=(5, 3))
+
+
+@pytest.fixture(scope="session")
+def lcyst_grid_report(lcyst_grid_data, tmp_path_factory) -> Path:
+    from findspots.report import write_report
+
+    path = tmp_path_factory.mktemp("grid") / "findspots.html"
+    write_report(lcyst_grid_data, path)
     return path
 
 

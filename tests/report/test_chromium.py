@@ -87,3 +87,47 @@ def test_report_renders_in_chromium(lcyst_report, lcyst_figures, tmp_path):
         assert len(np.unique(region.reshape(-1, 3), axis=0)) > 200
     # the page around the figures rendered too: header bar and the summary cards' text
     assert (np.abs(shot[5, 5].astype(int) - (0x17, 0x32, 0x4D)).max()) <= 2
+
+
+def test_grid_heat_map_renders_in_chromium(lcyst_grid_report, lcyst_grid_data, tmp_path):
+    """The heat map of a 5 x 3 grid as the browser shows it: 15 cells, each in the colour of DIALS's
+    n_spots_no_ice of its image, and the best image's cell (image 14: row 2, column 3) outlined."""
+    import json
+
+    from matplotlib import colormaps
+
+    from findspots.report import analyse, grid_inputs
+    from findspots.report.figures import GRID_BEST, grid_figure, render
+
+    from .conftest import PER_IMAGE
+
+    shot = screenshot(lcyst_grid_report, tmp_path / "grid.png", tmp_path / "profile")
+    boxes = figure_boxes(shot)
+    assert len(boxes) == 5, boxes
+    top, bottom, left, right = boxes[1]  # after the per-image figure
+    region = shot[top:bottom, left:right].astype(int)
+    # where the left map's axes lie in the figure (the same layout, drawn again here)
+    fig = grid_figure(**grid_inputs(lcyst_grid_data, analyse(lcyst_grid_data)))
+    assert region.shape[:2] == render(fig).size[::-1]
+    x0, y0, x1, y1 = fig.axes[0].get_window_extent().extents
+    height = region.shape[0]
+    counts = np.array(json.loads(PER_IMAGE.read_text())["n_spots_no_ice"]).reshape(3, 5)  # DIALS 3.12's
+    reds = colormaps["Reds"]
+    blue = np.array([int(GRID_BEST[i : i + 2], 16) for i in (1, 3, 5)])
+    for row in range(3):  # row 0 at the bottom
+        y = height - (y0 + (row + 0.5) * (y1 - y0) / 3)
+        line = region[round(y), round(x0) + 3 : round(x1) - 3]
+        # 5 cells along the row, parted by white edges (or the best cell's outline)
+        edges = np.all(line >= 250, axis=1) | (np.abs(line - blue).max(axis=1) <= 60)
+        assert len([r for r in np.split(edges, np.flatnonzero(np.diff(edges)) + 1) if not r[0]]) == 5
+        for column in range(5):
+            x = x0 + (column + 0.5) * (x1 - x0) / 5
+            expected = np.array(reds(counts[row, column] / 7, bytes=True)[:3])
+            assert np.abs(region[round(y), round(x)] - expected).max() <= 3, (row, column)
+    # the outline in GRID_BEST runs around cell (2, 3) and nowhere else in the map
+    inside = region[round(height - y1) : round(height - y0), round(x0) : round(x1)]
+    ys, xs = np.nonzero(np.abs(inside - blue).max(axis=2) <= 10)
+    cell_w, cell_h = (x1 - x0) / 5, (y1 - y0) / 3
+    assert len(xs) > 4 * min(cell_w, cell_h)
+    assert xs.min() >= 3 * cell_w - 3 and xs.max() <= 4 * cell_w + 3
+    assert ys.min() >= -1 and ys.max() <= cell_h + 3  # the top row in the picture is row 2

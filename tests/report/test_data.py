@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,15 +12,18 @@ from findspots.analysis.per_image import spot_resolution
 from findspots.geometry.parallax import panel_mu
 from findspots.geometry.resolution import d_spacing, max_resolution_at_corners
 from findspots.report.data import (
+    RESOLUTION_ESTIMATES,
     ReportData,
     analyse,
     beam_centre,
     experiment_sequences,
+    figure_positions,
+    grid_cells,
     image_counts,
     percentile_d,
 )
 
-from .conftest import spots_per_image
+from .conftest import DATA, PER_IMAGE, spots_per_image
 
 
 def test_beam_centre_is_where_d_is_largest(lcyst_sequences):
@@ -90,9 +94,14 @@ def test_analysis_agrees_with_the_table(lcyst_data, lcyst_table):
     assert mu is not None
     assert a.sequences[0].d_detector == max_resolution_at_corners(seq.detector[0], seq.beam.s0, mu)
     assert a.d95 == pytest.approx(percentile_d(d))
-    on14 = np.floor(xyz[:, 2]).astype(int) + 1 == 14
-    row14 = next(r for r in a.rows if r.image == 14)
-    assert row14.d95 == pytest.approx(percentile_d(d[on14]))
+    # per image, the per-image analysis's figures: DIALS 3.12's (too few spots for any estimate)
+    reference = json.loads(PER_IMAGE.read_text())
+    assert (
+        [r.spots_no_ice for r in a.rows]
+        == reference["n_spots_no_ice"]
+        == [1, 1, 0, 0, 3, 3, 3, 3, 3, 6, 0, 4, 4, 7, 4]
+    )
+    assert all(r.estimates == dict.fromkeys(RESOLUTION_ESTIMATES) for r in a.rows)
     assert a.best_image == (0, 14)  # 8 spots, the most
     assert a.sequences[0].spots == n and a.sequences[0].strong == sum(c for _, _, c in lcyst_data.images)
     # 0.25 of a Pilatus 2M is far above any image's count
@@ -146,5 +155,55 @@ def test_ice_ring_excess_is_reported(lcyst_sequences):
 def test_empty_table(lcyst_sequences):
     data = ReportData(table={}, sequences=lcyst_sequences, images=[(0, i, 0) for i in range(1, 16)])
     a = analyse(data)
-    assert a.n_spots == 0 and a.d95 is None and all(r.spots == 0 and r.d95 is None for r in a.rows)
+    assert a.n_spots == 0 and a.d95 is None
+    assert all(r.spots == 0 and r.spots_no_ice is None and not r.estimates for r in a.rows)
     assert a.best_image == (0, 1)
+
+
+def test_still_rows_take_their_own_figures():
+    """Each still is its own entry of the per-image lists: the thaumatin still's estimates, DIALS 3.12's."""
+    from findspots.analysis.per_image import per_image_figures
+    from findspots.images import group_images
+    from findspots.output.refl import read_reflections
+
+    sequences = group_images([str(DATA / "thaumatin_grid" / "thau_3_2_0002.cbf.bz2")])
+    folder = DATA / "reference" / "thaumatin_grid" / "per_image"
+    table = dict(read_reflections(folder / "strong.refl.xz").columns)
+    data = ReportData(
+        table=table,
+        sequences=sequences,
+        images=[(0, 2, 11368)],
+        per_image=per_image_figures(table, sequences),
+    )
+    (row,) = analyse(data).rows
+    assert figure_positions(sequences) == {(0, 2): 0}
+    assert row.spots_no_ice == 1128
+    assert row.estimates == pytest.approx(
+        {
+            "estimated_d_min": 1.9573401851298324,
+            "d_min_distl_method_1": 2.7584511664484728,
+            "d_min_distl_method_2": 2.4127850570265337,
+        },
+        rel=1e-6,
+    )
+
+
+def test_figure_positions_follow_the_experiments(lcyst_sequences):
+    # one rotation sequence: image number n is entry n - 1
+    assert figure_positions(lcyst_sequences) == {(0, n): n - 1 for n in range(1, 16)}
+
+
+@pytest.mark.parametrize(
+    "order, expected",
+    [
+        ("raster", [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]),
+        ("snake", [[0, 1, 2, 3], [7, 6, 5, 4], [8, 9, 10, 11]]),
+    ],
+)
+def test_grid_cells(order, expected):
+    assert grid_cells(12, 4, 3, order).tolist() == expected
+
+
+def test_grid_cells_need_one_cell_per_image():
+    with pytest.raises(ValueError):
+        grid_cells(12, 5, 3)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
 
 from findspots.report import FIGURE_NAMES, ReportData, build_figures, image_counts, write_plots, write_report
 
-from .conftest import DATA, dials_strong_counts, spots_per_image
+from .conftest import DATA, PER_IMAGE, dials_strong_counts, spots_per_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,12 +100,13 @@ def test_report_numbers_equal_the_reflection_table(lcyst_report, lcyst_table, lc
     n = len(lcyst_table["id"])
     assert _number(page.cards["spots"]) == n == 53
     per_image = spots_per_image(lcyst_table)
-    # per-image table: image, strong pixels, spots, d95
+    # per-image table: image, strong pixels, spots, spots off ice, the three resolution estimates
     rows = page.tables["images"][1:]
     assert [int(r[0]) for r in rows] == list(range(1, 16))
     assert {int(r[0]): int(_number(r[2])) for r in rows} == {i: per_image.get(i, 0) for i in range(1, 16)}
     assert [int(_number(r[1])) for r in rows] == [c for _, _, c in lcyst_data.images]
-    assert [r[3] for r in rows if int(r[0]) in (3, 11)] == ["–", "–"]  # no spots, no estimate
+    assert [int(r[3]) for r in rows] == json.loads(PER_IMAGE.read_text())["n_spots_no_ice"]  # DIALS 3.12's
+    assert {tuple(r[4:]) for r in rows} == {("–", "–", "–")}  # no image has more than 10 spots off ice
     assert _number(page.cards["images without spots"]) == 2
     assert _number(page.cards["spots per image"]) == sorted(per_image.get(i, 0) for i in range(1, 16))[7]
     assert _number(page.cards["strong pixels"]) == sum(c for _, _, c in lcyst_data.images)
@@ -303,3 +306,33 @@ def test_filter_masks_are_shaded(lcyst_data, tmp_path):
         return int((np.abs(im - (246, 200, 110)).max(axis=2) < 20).sum())  # the orange of masked pixels
 
     assert shaded(masked) > 2 * shaded(plain) > 0
+
+
+# ----------------------------------------------------------------------------------------------- grid scan
+
+
+def test_grid_heat_maps_hold_the_per_image_figures(lcyst_grid_data, lcyst_grid_report, tmp_path):
+    from findspots.report import GRID_FIGURE, analyse, grid_inputs
+
+    counts = json.loads(PER_IMAGE.read_text())["n_spots_no_ice"]  # DIALS 3.12's, images 1..15
+    inputs = grid_inputs(lcyst_grid_data, analyse(lcyst_grid_data))
+    # image i at row i // 5, column i % 5; image 14 (i = 13) has the most spots off the ice rings: 7
+    assert inputs["no_ice"].tolist() == [counts[0:5], counts[5:10], counts[10:15]]
+    assert np.isnan(inputs["d_min"]).all()  # no image has an estimate
+    assert inputs["best"] == (2, 3) and inputs["best_label"].startswith("image 14 (row 2, column 3), 7 spots")
+    snake = grid_inputs(replace(lcyst_grid_data, grid_order="snake"), analyse(lcyst_grid_data))
+    assert snake["no_ice"].tolist() == [counts[0:5], counts[5:10][::-1], counts[10:15]]
+    assert snake["best"] == (2, 3)
+    # the page: the grid section with its figure; the plots: grid.png
+    page = _Page(lcyst_grid_report.read_text(encoding="utf-8"))
+    assert len(page.images) == 5
+    assert "output.grid=5,3" in lcyst_grid_report.read_text(encoding="utf-8")
+    paths = write_plots(lcyst_grid_data, tmp_path / "plots")
+    assert paths[-1].name == f"{GRID_FIGURE}.png" and paths[-1].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_no_grid_without_the_per_image_analysis(lcyst_grid_data):
+    from findspots.report import GRID_FIGURE
+
+    figures = build_figures(replace(lcyst_grid_data, per_image=None))
+    assert GRID_FIGURE not in figures.png and not figures.errors
