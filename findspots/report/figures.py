@@ -7,6 +7,9 @@ run in different threads), :func:`to_png` does both.
 What keeps a report cheap: fixed margins instead of a layout engine, few ticks, no mathtext, one
 collection instead of a patch per histogram bin, images passed to imshow as small integer levels of a
 colour map, and all zoom insets in one axes without ticks.
+
+The module is long because it holds every figure of the report, one function (or a few named parts)
+each; they share the colours, margins and axis helpers defined first, which a split would scatter.
 """
 
 from __future__ import annotations
