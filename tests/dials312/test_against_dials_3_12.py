@@ -8,6 +8,7 @@ none of these images holds. Skipped when ``dials.find_spots`` is not installed
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -109,3 +110,41 @@ def test_dials_finds_the_same_spots_from_our_models_expt(tmp_path, imported):
     from_ours, _ = run_dials(ours, tmp_path / "from_ours", BASE)
     from_dials, _ = run_dials(imported, tmp_path / "from_dials", BASE)
     assert assert_same_spots(from_ours, from_dials) == len(from_dials["id"]) == 53
+
+
+def _index_and_refine(folder: Path, expt: Path, refl: Path) -> dict[str, str]:
+    """dials.index (joint) + dials.refine; the parts of their logs that a user compares."""
+    for argv in (
+        ["dials.index", str(expt), str(refl), "joint_indexing=True"],
+        ["dials.refine", "indexed.expt", "indexed.refl"],
+    ):
+        subprocess.run(argv, cwd=folder, check=True, capture_output=True, text=True, timeout=900)
+    index_log = (folder / "dials.index.log").read_text()
+    refine_log = (folder / "dials.refine.log").read_text()
+    crystals = json.loads((folder / "refined.expt").read_text())["crystal"]
+    cell_line = re.findall(r"Unit cell: (.*)", index_log)[-1]
+    return {
+        "indexed": index_log[index_log.rindex("% indexed") :].split("\n\n")[0],
+        # the numbers only: with or without esds DIALS prints them to different digits
+        "cell": [round(float(v), 3) for v in re.findall(r"([\d.]+)(?:\(\d+\))?", cell_line)],
+        "rmsds": refine_log[refine_log.rindex("RMSDs by experiment") :].split("\n\n")[0],
+        "refined": [[round(v, 6) for k in ("a", "b", "c") for v in c[f"real_space_{k}"]] for c in crystals],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("dials.index") is None, reason="dials.index is not installed")
+def test_joint_index_and_refine_from_our_outputs_equal_dials_pipeline(tmp_path):
+    """Both bundled sweeps: dials.index + dials.refine on our models.expt and table give the cell, counts
+    and RMSDs of DIALS's own dials.import + dials.find_spots pipeline (they used to crash in refinement)."""
+    images = sorted((REPO / "data" / "l_cysteine").glob("l-cyst_0[12]_*.cbf.bz2"))
+    ours, theirs = tmp_path / "ours", tmp_path / "dials"
+    ours.mkdir()
+    theirs.mkdir()
+    run_findspots(ours, images, [*BASE, f"output.experiments={ours / 'models.expt'}", "output.report=None"])
+    subprocess.run(["dials.import", *map(str, images)], cwd=theirs, check=True, capture_output=True)
+    run_dials(theirs / "imported.expt", theirs, BASE)
+    from_ours = _index_and_refine(ours, ours / "models.expt", ours / "strong.refl")
+    from_dials = _index_and_refine(theirs, theirs / "imported.expt", theirs / "dials.refl")
+    assert from_ours == from_dials
+    assert from_ours["cell"][:3] == [5.452, 8.166, 12.067]  # L-cysteine: 5.45, 8.17, 12.07 A
