@@ -87,6 +87,8 @@ def _trusted(p: dict) -> tuple[float, float]:
     if lo == -1.0 and p.get("type", "SENSOR_PAD") == "SENSOR_PAD":
         log.debug("trusted_range (-1, %s) from dxtbx < 3.12 (exclusive ends) read as (0, %s)", hi, hi)
         lo = 0.0
+    elif (lo + 0.5).is_integer() and (hi - 0.5).is_integer() and hi > lo:
+        lo, hi = lo + 0.5, hi - 0.5  # written by findspots for every DIALS (_written_trusted_range)
     return lo, hi
 
 
@@ -376,8 +378,8 @@ def _written_trusted_range(lo: float, hi: float, legacy: bool) -> list[float]:
     Current dxtbx reads the ends as inclusive, dxtbx of DIALS <= 3.12 as exclusive: (lo - 0.5, hi + 0.5)
     trusts exactly the counts lo..hi in both (with ``lo`` itself, 3.12 would mask every zero pixel of a
     Pilatus image). ``legacy`` writes 3.12's own form (lo - 1, hi + 1). Non-integer ends are kept."""
-    if not (float(lo).is_integer() and float(hi).is_integer()):
-        return [lo, hi]
+    if not (float(lo).is_integer() and float(hi).is_integer() and hi > lo):
+        return [lo, hi]  # e.g. a hierarchy group's (0, 0): no range to keep
     step = 1.0 if legacy else 0.5
     return [lo - step, hi + step]
 
