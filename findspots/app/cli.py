@@ -392,7 +392,8 @@ def run(argv: list[str]) -> int:
     except PhilError as err:
         print(f"findspots: error: {_with_hint(str(err))}", file=sys.stderr)
         return 2
-    if args.show_config or args.help or not (args.data_args or args.params.input.template):
+    inputs = args.params.input
+    if args.show_config or args.help or not (args.data_args or inputs.template or inputs.stream):
         return _show_parameters(args)
     return _run_logged(args)
 
@@ -461,6 +462,7 @@ def _find_and_write(args, checkpoints) -> None:
     from findspots.batch.clusters.base import cluster_workdir
     from findspots.images.inputs import load_inputs
     from findspots.live.events import write_events
+    from findspots.live.stream import stream_sequences
     from findspots.live.watch import image_arguments
 
     params = args.params
@@ -468,8 +470,11 @@ def _find_and_write(args, checkpoints) -> None:
     check_parameters(params)
     started = time.perf_counter()
     workdir = cluster_workdir(params.output.reflections)
-    data = image_arguments(args.data_args, params, workdir)
-    sequences = load_inputs(data, verify_md5=params.input.verify_md5)
+    if params.input.stream:
+        sequences = stream_sequences(args.data_args, params)
+    else:
+        data = image_arguments(args.data_args, params, workdir)
+        sequences = load_inputs(data, verify_md5=params.input.verify_md5)
     _check_grid(params, sequences)
     _check_sweep_sizes(sequences)
     _check_geometry(sequences, params)

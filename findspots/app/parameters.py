@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -162,7 +163,9 @@ def _read_phil_file(path: str) -> tuple[str, str]:
 
 
 def _is_assignment(arg: str) -> bool:
-    return "=" in arg and "://" not in arg and not os.path.exists(arg)
+    # a URL with "=" in its query is data, but name=tcp://HOST:PORT (input.stream) is an assignment
+    url = "://" in arg and not re.match(r"[A-Za-z_][\w.]*=", arg)
+    return "=" in arg and not url and not os.path.exists(arg)
 
 
 def _expand_data(arg: str) -> list[str]:
