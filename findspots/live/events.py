@@ -27,7 +27,7 @@ from typing import IO
 from findspots.app.pipeline import resolve_nproc, scan_ranges
 from findspots.batch.executor import Executors
 from findspots.batch.executor_base import Executor
-from findspots.live.request import Request, split_parameters, take_resolution
+from findspots.live.request import Request, make_request, split_parameters
 from findspots.live.spots import answer
 from findspots.spotfinder.labelling import load_compiled
 
@@ -41,17 +41,8 @@ def image_request(params, path: str, index: int) -> Request:
     """The server's request for image ``index`` of ``path`` with the run's parameters (copied)."""
     params = copy.deepcopy(params)
     params.spotfinder.scan_range = [(index, index)]  # the image alone, also in a multi-image file
-    d_min, d_max = take_resolution(params)
     own, _ = split_parameters([])  # the server's defaults for its own parameters
-    return Request(
-        image=path,
-        path=path,
-        params=params,
-        d_min=d_min,
-        d_max=d_max,
-        filter_ice=own.ice_rings.filter,
-        ice_width=own.ice_rings.width,
-    )
+    return make_request(path, path, params, own)
 
 
 @contextlib.contextmanager

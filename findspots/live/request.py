@@ -113,6 +113,21 @@ def split_parameters(items: list[str]) -> tuple[phil.ExtractedScope, list[str]]:
     return working.extract(), rest
 
 
+def make_request(image: str, path: str, params, own: phil.ExtractedScope) -> Request:
+    """The request for ``path`` with findspots ``params`` (``d_min``/``d_max`` moved out of the spot
+    finding, see :func:`take_resolution`) and the server's own parameters ``own``."""
+    d_min, d_max = take_resolution(params)
+    return Request(
+        image=image,
+        path=path,
+        params=params,
+        d_min=d_min,
+        d_max=d_max,
+        filter_ice=own.ice_rings.filter,
+        ice_width=own.ice_rings.width,
+    )
+
+
 def take_resolution(params) -> tuple[float | None, float | None]:
     """``d_min``/``d_max`` taken out of the spot finding of ``params``, to apply to the centroids instead."""
     resolution = params.spotfinder.filter
@@ -134,18 +149,9 @@ def parse_request(target: str, root: str | None = None) -> Request:
         raise RequestError(400, str(err)) from None
     if parsed.data_args:
         raise RequestError(400, f"{parsed.data_args[0]}: not a name=value parameter")
-    params = parsed.params
-    d_min, d_max = take_resolution(params)
+    request = make_request(image, path, parsed.params, own)
     try:
-        check_parameters(params)
+        check_parameters(request.params)
     except FindSpotsError as err:
         raise RequestError(400, str(err)) from None
-    return Request(
-        image=image,
-        path=path,
-        params=params,
-        d_min=d_min,
-        d_max=d_max,
-        filter_ice=own.ice_rings.filter,
-        ice_width=own.ice_rings.width,
-    )
+    return request

@@ -11,7 +11,7 @@ from images.nxmx_writer import Geometry, write_sweep
 
 from findspots.app.cli import run
 from findspots.live.request import parse_request
-from findspots.live.spots import image_table, request_figures
+from findspots.live.spots import answer
 from findspots.output.refl import read_reflections
 
 from .conftest import L_CYSTEINE
@@ -23,17 +23,8 @@ PARAMETERS = ["min_spot_size=2", "d_min=1.2"]
 
 def server_answer(path: str, parameters: list[str]) -> dict:
     """What findspots-server answers for ``path`` with ``parameters``, from findspots.live.spots."""
-    request = parse_request(";".join([path, *parameters]))
-    table, sequences = image_table(request.path, request.params)
-    figures = request_figures(
-        table,
-        sequences,
-        d_min=request.d_min,
-        d_max=request.d_max,
-        filter_ice=request.filter_ice,
-        ice_width=request.ice_width,
-    )
-    return {name: float(value) for name, value in figures.items()}
+    figures = answer(parse_request(";".join([path, *parameters])))
+    return {name: float(value) for name, value in figures.items() if name != "image"}
 
 
 def read_events(path: Path) -> dict[int, dict]:
