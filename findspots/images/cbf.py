@@ -150,6 +150,11 @@ def read_start(path: str) -> bytes:
     return read_head(path, _has_whole_header, HEADER_LIMIT)
 
 
+def read_header(path: str) -> CbfHeader:
+    """The parsed header of a CBF (plain, .gz or .bz2), decompressing only that far."""
+    return _split_header(path, read_start(path))[0]
+
+
 def models_from_start(path: str, start: bytes) -> FileModels:
     """The models of a CBF from its decompressed start (``read_start``)."""
     header, _ = _split_header(path, start)

@@ -7,11 +7,10 @@ import re
 from dataclasses import dataclass, field
 
 from findspots.errors import ImageError
-from findspots.images.fileio import DAMAGED, STREAM_ERRORS, open_binary
+from findspots.images.fileio import DAMAGED
 
 BINARY_SECTION = b"--CIF-BINARY-FORMAT-SECTION--"
 BINARY_START = b"\x0c\x1a\x04\xd5"
-HEADER_CHUNK = 65536
 HEADER_LIMIT = 4 * 1024 * 1024  # give up looking for the binary section after this many bytes
 
 
@@ -47,28 +46,6 @@ class CbfHeader:
         if not all(d.isdigit() and d.isascii() and int(d) > 0 for d in dims):
             raise ImageError(f"{self.path}: CBF binary header has no valid image dimensions; {DAMAGED}")
         return int(dims[0]), int(dims[1])
-
-
-def read_header_bytes(path: str) -> bytes:
-    """The text before the binary data (through the MIME headers), reading as little as possible."""
-    buf = bytearray()
-    with open_binary(path) as fh:
-        try:
-            while len(buf) < HEADER_LIMIT:
-                chunk = fh.read(HEADER_CHUNK)
-                if not chunk:
-                    break
-                if not buf:
-                    check_is_cbf(path, chunk[:64], True)  # fail fast on non-CBF files
-                buf += chunk
-                i = buf.find(BINARY_SECTION)
-                if i >= 0 and buf.find(BINARY_START, i) >= 0:
-                    break
-        except STREAM_ERRORS as e:
-            raise ImageError(f"{path}: corrupt or truncated compressed file ({e}); {DAMAGED}") from e
-    end = buf.find(BINARY_START, max(buf.find(BINARY_SECTION), 0))
-    check_is_cbf(path, bytes(buf[:64]), buf.find(BINARY_SECTION) >= 0 and end >= 0)
-    return bytes(buf[:end])
 
 
 def looks_like_cbf(start: bytes) -> bool:
@@ -192,8 +169,3 @@ def parse_header(path: str, raw_header: bytes) -> CbfHeader:
     byte_offset = "x-cbf_byte_offset" in mime_text.lower()
     mime = _parse_mime(mime_text)
     return CbfHeader(path=path, cif=cif, mini=mini, mime=mime, timestamp=stamp, byte_offset=byte_offset)
-
-
-def read_header(path: str) -> CbfHeader:
-    """Read and parse only the header of a CBF (plain, .gz or .bz2)."""
-    return parse_header(path, read_header_bytes(path))

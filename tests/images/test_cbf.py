@@ -13,7 +13,8 @@ import pytest
 
 from findspots.app.parameters import parse_arguments
 from findspots.images import Beam, ImageError, Panel, load_inputs, read_models, read_raw
-from findspots.images.cbf_header import parse_cif, read_header
+from findspots.images.cbf import read_header
+from findspots.images.cbf_header import parse_cif
 from findspots.images.cbf_models import pilatus_gap_rects
 
 THAU_1 = "real/thaumatin_grid_i24_pilatus3_6m/thau_3_2_0001.cbf.bz2"
