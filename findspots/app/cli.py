@@ -479,7 +479,7 @@ def _find_and_write(args, checkpoints) -> None:
     _check_sweep_sizes(sequences)
     _check_geometry(sequences, params)
     write_events(sequences, params, workdir)
-    rows = find_spots(sequences, params, checkpoints, cluster_workdir(params.output.reflections))
+    rows = find_spots(sequences, params, checkpoints, workdir)
     _raise_if_stopped()
     _log_histograms(rows)
     found = time.perf_counter()
