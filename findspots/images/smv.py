@@ -5,8 +5,12 @@ the origin at (-BEAM_CENTER_Y, +BEAM_CENTER_X, -DISTANCE) mm (the header's beam 
 frame), pedestal IMAGE_PEDESTAL (default 0) and a gain from GAIN or, without it, from the module
 type guessed from the image and pixel size (Quantum 4: 1.25, Quantum 270: 2.8, other Quantum models
 2.4, or 1.8 with hardware binning of an "R" model; unknown: 1). The corrected image is
-(raw - pedestal) / gain. Raw values from -pedestal to 65534 - pedestal are trusted (dxtbx's open
-range (-1 - pedestal, 65535 - pedestal) on integer data). A negative OSC_RANGE reverses the axis.
+(raw - pedestal) / gain. Raw values 1 to 65534 are trusted, whatever the pedestal, as current dxtbx
+has it (since dxtbx #536, 2022): an ADSC CCD always carries a software offset, so 0 marks the module
+boundaries and 65535 the truncated overloads. DIALS 3.12's dxtbx trusted (-1 - pedestal, 65535 -
+pedestal) open, i.e. 0..65534 with no pedestal: its zero module boundaries then count as data, and on the
+ADSC Q4 test image give about three times the components current DIALS finds (docs/departures.md).
+A negative OSC_RANGE reverses the axis.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from findspots.images.fileio import open_binary
 from findspots.images.models import Beam, Detector, Goniometer, Panel, ScanInfo
 
 SMV_MAGIC = b"{\nHEADER_BYTES="
+ADSC_TRUSTED_RANGE = (1.0, 65534.0)  # inclusive; see the module docstring
 _REQUIRED = (
     "BEAM_CENTER_X",
     "BEAM_CENTER_Y",
@@ -117,7 +122,7 @@ def models_from_header(path: str, header: dict[str, str]) -> tuple[Detector, Bea
     panel = Panel(
         image_size=(int(header["SIZE1"]), int(header["SIZE2"])),
         pixel_size=(pixel, pixel),
-        trusted_range=(-pedestal, 65534.0 - pedestal),
+        trusted_range=ADSC_TRUSTED_RANGE,
         origin=np.array(
             [
                 -_float(header, "BEAM_CENTER_Y", path),

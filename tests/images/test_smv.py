@@ -61,7 +61,7 @@ def test_header_models_gain_and_pedestal(tmp_path: Path) -> None:
     p = detector[0]
     assert p.type == "CCD" and p.image_size == (64, 48) and p.pixel_size == (0.1024, 0.1024)
     np.testing.assert_allclose(p.origin, (-4.1, 3.2, -150.0))  # Mosflm beam centre: x <-> y
-    assert p.gain == 1.25 and p.pedestal == 72.0 and p.trusted_range == (-72.0, 65534.0 - 72.0)
+    assert p.gain == 1.25 and p.pedestal == 72.0 and p.trusted_range == (1.0, 65534.0)
     assert beam.wavelength == 1.0 and (scan.start_angle, scan.angle_increment) == (10.0, 1.0)
     assert scan.epoch == 1023796800.0
     raw = read_raw(str(path))
@@ -123,3 +123,50 @@ def test_incomplete_smv_header(tmp_path: Path) -> None:
     path.write_bytes(b"{\nHEADER_BYTES=512;\nSIZE1=4;\nSIZE2=4;\n}".ljust(512, b" ") + bytes(32))
     with pytest.raises(ImageError, match="x_001.img: SMV header lacks BEAM_CENTER_X"):
         load_inputs([str(path)])
+
+
+@pytest.mark.parametrize("pedestal", ["0", "40"])
+def test_trusted_range_is_1_to_65534_whatever_the_pedestal(tmp_path: Path, pedestal: str) -> None:
+    """Current dxtbx: 0 (module boundaries) and 65535 (truncated overloads) are untrusted, every value
+    between trusted, the pedestal shifting nothing; DIALS 3.12 trusted 0 - pedestal .. 65534 - pedestal."""
+    img = np.full((4, 4), 100, np.uint16)
+    img[0, :4] = (0, 1, 65534, 65535)
+    path = tmp_path / "t_001.img"
+    path.write_bytes(smv_bytes(img, 0.0, {"IMAGE_PEDESTAL": pedestal}))
+    (seq,) = load_inputs([str(path)])
+    (mask,) = seq.get_mask(0)
+    expected = np.ones((4, 4), bool)
+    expected[0, 0] = expected[0, 3] = False
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize(("gain", "found"), [("1.0", True), ("1.25", True), ("1.5", False)])
+def test_gain_decides_a_faint_pixel_by_hand(tmp_path: Path, gain: str, found: bool) -> None:
+    """One pixel 3 ADU above a flat field at the pedestal (72), classic dispersion, 7x7 window.
+
+    Corrected values c = (raw - 72) / gain: 0 everywhere but c = 3 / gain at the pixel. Its window holds
+    n = 49 valid pixels: mean m = c / 49, variance (c^2 - c^2 / 49) / 48 = c^2 / 49, so the index of
+    dispersion is var / m = c. It is strong when c > 1 + 6 sqrt(2 / 48) = 2.2247 (dispersion test) and
+    c > m + 3 sqrt(m) (true for any c > 0.19): with gain 1 (c = 3) and 1.25 (c = 2.4), not with 1.5 (c = 2).
+    Its neighbours are at 0, below their means, never strong."""
+    img = np.full((15, 15), 72, np.uint16)
+    img[7, 7] = 75
+    path = tmp_path / "g_001.img"
+    path.write_bytes(smv_bytes(img, 0.0, {"GAIN": gain, "IMAGE_PEDESTAL": "72"}))
+    out = tmp_path / "strong.refl"
+    argv = [
+        str(path),
+        "spotfinder.threshold.algorithm=dispersion",
+        "spotfinder.filter.min_spot_size=1",
+        f"output.reflections={out}",
+        f"output.log={tmp_path / 'log'}",
+        f"output.debug_log={tmp_path / 'd'}",
+        "output.report=None",
+    ]
+    assert run(argv) == 0
+    if found:
+        table = read_reflections(out)
+        np.testing.assert_array_equal(table["bbox"], [[7, 8, 7, 8, 0, 1]])
+        np.testing.assert_allclose(table["intensity.sum.value"], [3.0 / float(gain)])
+    else:
+        assert not out.exists() and "No reflections found" in (tmp_path / "log").read_text()
