@@ -20,6 +20,7 @@ numba cache), on a few images.
     .venv/bin/python benchmarks/run.py                    # p6m sweep, 3 rounds, everything
     .venv/bin/python benchmarks/run.py --rounds 1 --nproc 1 --algorithms dispersion
     .venv/bin/python benchmarks/run.py --preset e16m
+    .venv/bin/python benchmarks/run.py --format nxmx      # the same images as NXmx + bitshuffle-LZ4
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from make_sweep import DETECTORS, bench_root, make_sweep, preset  # noqa: E402
+from nxmx_copy import dials_env, nxmx_copy  # noqa: E402
 from procmon import RunResult, run_measured, source_hash, wait_for_idle  # noqa: E402
 
 FINDSPOTS = REPO / ".venv" / "bin" / "findspots"
@@ -173,12 +175,13 @@ def program_argv(
 
 
 def warm_up(paths: list[Path], expt: Path, workdir: Path) -> None:
-    """Read every image once (page cache) and run each program on a few images (numba cache)."""
-    for p in paths:
+    """Read every image file once (page cache) and run each program on a few images (numba cache)."""
+    multi_image = paths[0].suffix == ".h5"
+    for p in paths[0].parent.glob("*.h5") if multi_image else paths:
         with open(p, "rb") as fh:
             while fh.read(1 << 22):
                 pass
-    few = paths[:3]
+    few = [*paths, "scan_range=1,3"] if multi_image else paths[:3]
     wd = Path(tempfile.mkdtemp(prefix="warm-", dir=workdir))
     subprocess.run(
         [
@@ -403,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="p6m", help="make_sweep preset (default p6m)")
     ap.add_argument("--nimages", type=int, help="override the preset's number of images")
+    ap.add_argument(
+        "--format",
+        choices=("cbf", "nxmx"),
+        default="cbf",
+        help="the sweep's CBFs, or the same images as an NXmx master + bitshuffle-LZ4 data file",
+    )
     ap.add_argument("--root", help="sweep cache root (default $FINDSPOTS_BENCH_DIR or /tmp/findspots-bench)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--algorithms", default="dispersion,dispersion_extended")
@@ -428,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = preset(args.preset, args.nimages)
     paths = make_sweep(spec, args.root)
+    name = spec.name
+    if args.format == "nxmx":
+        paths, name = [nxmx_copy(paths)], f"{spec.name}_nxmx"
+        os.environ.update(dials_env())  # for dials.import and dials.find_spots
     width, height = DETECTORS[spec.detector][:2]
     algorithms = [a for a in args.algorithms.split(",") if a]
     nprocs = [int(n) for n in args.nproc.split(",") if n]
@@ -435,12 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     expt = dials_import(paths) if "dials" in programs else Path("-")
     workdir = Path(tempfile.mkdtemp(prefix="findspots-run-", dir=bench_root(args.root)))
     meta = dict(
-        sweep=spec.name,
+        sweep=name,
         folder=str(paths[0].parent),
         detector=spec.detector,
         width=width,
         height=height,
-        nimages=len(paths),
+        nimages=spec.nimages,
         dials_version=dials_version(),
         findspots_version=findspots_version(),
         cpus=os.cpu_count(),
@@ -456,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.no_warm_up:
         warm_up(paths, expt, workdir)
-    out = Path(args.out) if args.out else HERE / "results" / f"run_{spec.name}.md"
+    out = Path(args.out) if args.out else HERE / "results" / f"run_{name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial.json")  # saved after every run, in case the benchmark dies
     runs = []
