@@ -16,7 +16,7 @@ import os
 
 from findspots.errors import ImageError
 from findspots.images.expt import read_experiments
-from findspots.images.fileio import peek
+from findspots.images.fileio import is_compressed, peek
 from findspots.images.formats import FileFormat, SweepFormat, detect
 from findspots.images.models import ImageSequence
 from findspots.images.nexus import NexusReader, read_nexus
@@ -31,6 +31,7 @@ SUPPORTED = (
 )
 _GLOB_CHARS = set("*?[")
 _JSON = "json"
+_IMAGE = "image"  # a compressed one-image file: its format is told with its header, in group_images
 
 
 def _expand(args: list[str]) -> list[str]:
@@ -48,11 +49,17 @@ def _expand(args: list[str]) -> list[str]:
 
 
 def _classify(path: str) -> FileFormat | SweepFormat | str:
-    """The image format of a data argument, or ``_JSON`` for an experiment file; ImageError otherwise."""
+    """The image format of a data argument, ``_JSON`` for an experiment file, or ``_IMAGE`` for a
+    compressed image file; ImageError otherwise.
+
+    A .gz/.bz2 file can only hold one image (h5py reads no compressed HDF5): telling its format here
+    would decompress its start (for bzip2 a whole 900 kB block) once more than reading its header does."""
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ImageError(f"{path}: is a directory (give the image files or a glob); {SUPPORTED}")
+    if is_compressed(path) and not path.lower().endswith((".expt", ".json")):
+        return _IMAGE
     start = peek(path)
     fmt = detect(path, start)
     if isinstance(fmt, SweepFormat):
@@ -65,7 +72,8 @@ def _classify(path: str) -> FileFormat | SweepFormat | str:
 
 
 def kind_of(path: str) -> str:
-    """'json', 'hdf5' or 'image' (files read one image per file); ImageError for anything else."""
+    """'json', 'hdf5' or 'image' (files read one image per file, any .gz/.bz2 file unread); ImageError for
+    anything else."""
     fmt = _classify(path)
     if isinstance(fmt, str):
         return fmt
@@ -97,16 +105,16 @@ def load_inputs(args: list[str], verify_md5: bool = False) -> list[ImageSequence
     formats = {p: _classify(p) for p in paths}
     skip = _data_files_of_masters([p for p in paths if isinstance(formats[p], SweepFormat)])
     out: list[ImageSequence] = []
-    images = [p for p in paths if isinstance(formats[p], FileFormat)]
+    images = [p for p in paths if isinstance(formats[p], FileFormat) or formats[p] == _IMAGE]
     for p in paths:
         fmt = formats[p]
-        if isinstance(fmt, FileFormat) and p == images[0]:
+        if p in images[:1]:
             out += group_images(images, verify_md5)
         elif isinstance(fmt, SweepFormat) and os.path.realpath(p) not in skip:
             seq = fmt.read_sequence(p, None)
             log.debug("%s: %s, %d image(s)", p, seq.format_name, len(seq))
             out.append(seq)
-        elif isinstance(fmt, str):
+        elif fmt == _JSON:
             out += read_experiments(p, verify_md5)
     if not out:
         raise ImageError(f"no images in {' '.join(args)}; {SUPPORTED}")
