@@ -471,7 +471,7 @@ def _find_and_write(args, checkpoints) -> None:
     started = time.perf_counter()
     workdir = cluster_workdir(params.output.reflections)
     if params.input.stream:
-        sequences = stream_sequences(args.data_args, params)
+        sequences = stream_sequences(args.data_args, params, workdir)
     else:
         data = image_arguments(args.data_args, params, workdir)
         sequences = load_inputs(data, verify_md5=params.input.verify_md5)

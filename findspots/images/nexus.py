@@ -45,6 +45,7 @@ from findspots.images.models import (
     Scan,
     rotation_matrix,
 )
+from findspots.images.swmr import open_hdf5, swmr_refusal
 
 log = logging.getLogger("findspots")
 
@@ -138,9 +139,8 @@ class NexusReader:
 
     def _dataset(self, src: Source):
         if src.file not in self._files:
-            h5py = h5py_with_filters()
             try:
-                self._files[src.file] = h5py.File(src.file, "r", swmr=False)
+                self._files[src.file] = open_hdf5(src.file)
             except OSError as e:
                 raise ImageError(f"{src.file}: cannot open HDF5 file ({e})") from e
         try:
@@ -240,7 +240,12 @@ def _source_of(group, name: str, base_dir: str) -> list[Source] | None:
     if target is None:
         return None
     filename, path = target
-    obj = group[name]
+    try:
+        obj = group[name]
+    except KeyError as err:  # a data file that a writer holds under SWMR: opened apart, as an SWMR reader
+        if not swmr_refusal(err):
+            raise
+        obj = open_hdf5(filename)[path]
     if obj.ndim != 3:
         raise ImageError(f"{filename}: {path} is not a stack of 2D frames (shape {obj.shape})")
     if obj.is_virtual:
@@ -251,18 +256,35 @@ def _source_of(group, name: str, base_dir: str) -> list[Source] | None:
     return [Source(filename, path, 0, int(obj.shape[0]))]
 
 
-def data_sources(nxdata, base_dir: str) -> list[Source]:
-    """The frames of an NXdata group, in order, as runs in data files."""
+def data_names(nxdata) -> list[str]:
+    """The members of an NXdata group that hold its frames, in order."""
     signal = _text(nxdata.attrs.get("signal", "")) or None
     if signal and signal in nxdata:
-        names = [signal]
-    elif "data" in nxdata:
-        names = ["data"]
+        return [signal]
+    if "data" in nxdata:
+        return ["data"]
+    return sorted(n for n in nxdata if _DATA_NAME.match(n))
+
+
+def data_links(master) -> list[tuple[str, str] | None]:
+    """(file, dataset) of each data member of an open master, in order; None for a link whose file is
+    not there (yet); none at all for a file that is not an NXmx or Dectris master (yet)."""
+    entry, kind = _nxmx_entry(master)
+    if kind == "Dectris":
+        groups = [entry["data"]] if "data" in entry else []
     else:
-        names = sorted(n for n in nxdata if _DATA_NAME.match(n))
+        groups = _find(entry, "NXdata") if kind else []
+    if not groups:
+        return []
+    nxdata, base = groups[0], os.path.dirname(os.path.abspath(master.filename))
+    return [_link_target(nxdata, name, base) if name in nxdata else None for name in data_names(nxdata)]
+
+
+def data_sources(nxdata, base_dir: str) -> list[Source]:
+    """The frames of an NXdata group, in order, as runs in data files."""
     sources: list[Source] = []
     missing = []
-    for name in names:
+    for name in data_names(nxdata):
         found = _source_of(nxdata, name, base_dir) if name in nxdata else None
         if found is None:
             missing.append(name)
@@ -578,8 +600,7 @@ def _first(group, nx_class: str, path: str):
 
 
 def _check_frame_shape(src: Source, slices, path: str) -> None:
-    h5py = h5py_with_filters()
-    with h5py.File(src.file, "r") as df:
+    with open_hdf5(src.file) as df:
         shape = df[src.dataset].shape[1:]
     needed = (max(s[1] for s in slices), max(s[3] for s in slices))
     if shape[0] < needed[0] or shape[1] < needed[1]:
@@ -638,7 +659,7 @@ def _read_dectris(path: str, entry) -> NexusFile:
     spec = det.get("detectorSpecific")
     cutoff = _scalar(spec, "countrate_correction_count_cutoff") if spec is not None else None
     sources = data_sources(entry["data"], base)
-    with h5py_with_filters().File(sources[0].file, "r") as df:
+    with open_hdf5(sources[0].file) as df:
         shape = df[sources[0].dataset].shape[1:]
     trusted = (0.0, float(cutoff) if cutoff is not None else INT32_LIMIT)
     detector = Detector([_eiger_panel(attrs, shape, trusted)])
@@ -705,9 +726,8 @@ def _read_bare(path: str, fh) -> NexusFile:
 
 def read_nexus(path: str) -> NexusFile:
     """Models and reader of an HDF5 master file (NXmx or Dectris) or a bare Eiger data file."""
-    h5py = h5py_with_filters()
     try:
-        fh = h5py.File(path, "r")
+        fh = open_hdf5(path)
     except OSError as e:
         raise ImageError(f"{path}: cannot open HDF5 file ({e})") from e
     with fh:

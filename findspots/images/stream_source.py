@@ -11,7 +11,9 @@ the master file the detector writes for it. A file rather than frames in memory,
   construction (no second decoder to keep in step);
 - memory: the receiver holds one frame's payload at a time, whatever the length of the series;
 - workers: forked and cluster workers reopen the file by its path, as for any HDF5 sweep, instead of
-  being sent every frame; per-image events, which read each image by its path, work unchanged.
+  being sent every frame; per-image events, which read each image by its path, work unchanged, also
+  while the series is received: the file is written under SWMR once its frames' dataset exists, and
+  :meth:`SeriesFile.flush` makes the frames added so far visible to readers.
 
 A bitshuffle-LZ4 payload (``bsNN-lz4<``) is already an HDF5 bitshuffle chunk (big-endian total and block
 sizes, then the blocks). A plain ``lz4<`` payload is one LZ4 block of the whole frame; it is framed as the
@@ -95,7 +97,7 @@ class SeriesFile:
 
     def __post_init__(self) -> None:
         h5py = h5py_with_filters()
-        self._fh = h5py.File(self.path, "w")
+        self._fh = h5py.File(self.path, "w", libver="latest")  # the format SWMR needs
         entry = self._group(self._fh, "entry", "NXentry")
         self._group(entry, "data", "NXdata")
         if self.config is not None:
@@ -155,6 +157,11 @@ class SeriesFile:
             dtype=fmt.dtype,
             **compression,
         )
+        self._fh.swmr_mode = True  # no dataset is added from here on; readers may open the file
+
+    def flush(self) -> None:
+        """Make the frames added so far visible to readers of the file (SWMR readers)."""
+        self._fh.flush()
 
     def close(self, frames: int) -> None:
         """Keep the first ``frames`` frames (at least one was added) and close the file."""

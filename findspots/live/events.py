@@ -94,20 +94,27 @@ class EventStream:
         self.close()
 
 
-def analyse(images: list[tuple[str, int]], params, executor: Executor, stream: EventStream) -> None:
-    """Analyse ``images`` (path, number) on ``executor``, writing each event as it arrives."""
+def analyse(
+    images: list[tuple[str, int]], params, executor: Executor, stream: EventStream, shown_as: str | None
+) -> None:
+    """Analyse ``images`` (path, number) on ``executor``, writing each event as it arrives (its ``image``
+    ``shown_as`` when given)."""
     tasks = list(images)
 
     def describe(i: int) -> str:
         return f"image {tasks[i][1]} of {tasks[i][0]} (output.per_image_events)"
 
     for _, event in executor.run(image_event, params, tasks, describe):
-        stream.write(event)
+        stream.write(event if shown_as is None else {**event, "image": shown_as})
 
 
 @contextlib.contextmanager
-def event_sink(params, cluster_dir: Path | None) -> Iterator[Sink | None]:
-    """Writes the events of the images handed to it (None when ``output.per_image_events`` is not set)."""
+def event_sink(params, cluster_dir: Path | None, shown_as: str | None = None) -> Iterator[Sink | None]:
+    """Writes the events of the images handed to it (None when ``output.per_image_events`` is not set).
+
+    ``shown_as``: the name the events give the one file they read, when that is not its path (a stream's
+    series is read while it is received into a temporary file). Local workers are started here: enter
+    it before opening files that they must not inherit open."""
     path = params.output.per_image_events
     if not path:
         yield None
@@ -118,14 +125,14 @@ def event_sink(params, cluster_dir: Path | None) -> Iterator[Sink | None]:
         load_compiled()  # before the local workers are forked
     with EventStream(path) as stream, Executors(mp, cluster_dir) as executors:
         executor = executors.get(nproc, njobs)
-        yield lambda images: analyse(images, params, executor, stream)
+        yield lambda images: analyse(images, params, executor, stream, shown_as)
     log.info("Per-image events written to %s", path)
 
 
 def write_events(sequences: list, params, cluster_dir: Path | None = None) -> None:
     """``output.per_image_events`` for the images of ``sequences`` in the run's scan ranges; nothing for a
-    followed run (``input.watch``), which wrote them as its images arrived."""
-    if params.input.watch:
+    followed run (``input.watch``) or a stream (``input.stream``), which wrote them as images arrived."""
+    if params.input.watch or params.input.stream:
         return
     with event_sink(params, cluster_dir) as sink:
         if sink is not None:

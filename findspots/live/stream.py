@@ -11,8 +11,11 @@ The frames are written as they arrive into ``<output.reflections>.stream.h5``
 (:mod:`findspots.images.stream_source`): the receiver holds one frame at a time (plus what ZeroMQ queues
 when the detector runs ahead: at most 1000 messages). The file is kept, as the image file of
 ``output.experiments`` and so that ``findspots <that file>`` reruns the series; delete it when it is no
-longer needed. Once the series has ended, its images go through the run as an HDF5 sweep's do:
-per-image events, 3D spots and every output are those of ``findspots`` on that file.
+longer needed. Per-image events (``output.per_image_events``) are written while the series arrives:
+the frames stored are handed to the event workers whenever no further message is waiting (so frames
+that came together are analysed together), which read them from the file as it grows (SWMR); each is
+findspots-server's answer for its frame of the kept file. Once the series has ended, its images go
+through the run as an HDF5 sweep's do: 3D spots and every output are those of ``findspots`` on that file.
 
 Geometry: from the header's detector configuration (beam centre, distance, wavelength, pixel size,
 sensor, omega start and increment, countrate_correction_count_cutoff as the upper trusted value, the
@@ -30,6 +33,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +42,7 @@ from findspots.images.inputs import kind_of, load_inputs
 from findspots.images.models import ImageSequence, Scan
 from findspots.images.nexus import NexusReader, Source
 from findspots.images.stream_source import DATA, SeriesFile, frame_format
+from findspots.live.events import Sink, event_sink
 
 log = logging.getLogger("findspots")
 
@@ -141,6 +146,10 @@ class Receiver:
             ) from None
         self.count = 0  # messages received
 
+    def waiting(self) -> bool:
+        """Whether a message can be received at once."""
+        return bool(self._socket.poll(0))
+
     def next(self) -> list[bytes] | None:
         """The next message's parts, or None after ``timeout`` seconds without one."""
         if not self._socket.poll(int(self.timeout * 1000)):
@@ -153,11 +162,12 @@ class Receiver:
         self._context.term()
 
 
-def receive(url: str, path: str, timeout: float, with_models: bool) -> Received:
+def receive(url: str, path: str, timeout: float, with_models: bool, sink: Sink | None = None) -> Received:
     """Receive one series from ``url`` into the file ``path``; returns what was kept.
 
     ``with_models``: the geometry comes from an experiment file, so the header's configuration is not
-    needed. Ends at ``dseries_end``, or ``timeout`` seconds after the last message (a warning)."""
+    needed. ``sink``: takes the frames (file, 1-based frame) as they are stored. Ends at ``dseries_end``,
+    or ``timeout`` seconds after the last message (a warning)."""
     receiver = Receiver(url, timeout)
     partial = f"{path}.partial"
     spill: SeriesFile | None = None
@@ -175,7 +185,7 @@ def receive(url: str, path: str, timeout: float, with_models: bool) -> Received:
             "detector configuration" if header.config is not None else "no detector configuration",
         )
         spill = SeriesFile(partial, None if with_models else header.config, header.pixel_mask)
-        count = _receive_frames(receiver, header, spill)
+        count = _receive_frames(receiver, header, spill, sink)
         shape = spill.fmt.shape
         spill.close(count)
         spill = None
@@ -216,11 +226,15 @@ def _wait_for_header(receiver: Receiver) -> Header:
             raise BadMessage(f"htype {kind!r}")
 
 
-def _receive_frames(receiver: Receiver, header: Header, spill: SeriesFile) -> int:
-    """Store the series' frames until its end or the timeout; returns how many frames it has from 0."""
+def _receive_frames(receiver: Receiver, header: Header, spill: SeriesFile, sink: Sink | None) -> int:
+    """Store the series' frames until its end or the timeout, handing them to ``sink`` on the way;
+    returns how many frames it has from 0."""
     url, series = receiver.url, header.series
     ended = False
+    stored: list[int] = []  # frames not yet handed to the sink
     while True:
+        if stored and not receiver.waiting():
+            _hand_over(spill, stored, sink)
         parts = receiver.next()
         if parts is None:
             n = len(spill.frames)
@@ -250,7 +264,18 @@ def _receive_frames(receiver: Receiver, header: Header, spill: SeriesFile) -> in
             spill.add(frame, fmt, payload)
         except ValueError as err:
             raise BadMessage(f"frame {frame}: {err}") from None
+        if sink is not None:
+            stored.append(frame)
+    if stored:
+        _hand_over(spill, stored, sink)
     return _check_complete(url, header, spill.frames, ended)
+
+
+def _hand_over(spill: SeriesFile, stored: list[int], sink: Sink) -> None:
+    """Hand the frames ``stored`` (0-based, emptied) to ``sink`` once readers can see them."""
+    spill.flush()
+    sink([(spill.path, frame + 1) for frame in stored])
+    stored.clear()
 
 
 def _check_complete(url: str, header: Header, frames: set[int], ended: bool) -> int:
@@ -294,8 +319,9 @@ def _models_sequence(path: str, count: int, models: ImageSequence) -> ImageSeque
     )
 
 
-def stream_sequences(data_args: list[str], params) -> list[ImageSequence]:
-    """The series received from ``input.stream`` as the run's one image sequence (see the module)."""
+def stream_sequences(data_args: list[str], params, cluster_dir: Path | None = None) -> list[ImageSequence]:
+    """The series received from ``input.stream`` as the run's one image sequence, its per-image events
+    written as its frames arrive (see the module)."""
     inputs = params.input
     if inputs.watch or inputs.template:
         raise ParameterError(
@@ -317,7 +343,8 @@ def stream_sequences(data_args: list[str], params) -> list[ImageSequence]:
             )
         models = sequences[0]
     path = f"{params.output.reflections}.stream.h5"
-    received = receive(inputs.stream, path, inputs.watch_timeout, models is not None)
+    with event_sink(params, cluster_dir, shown_as=path) as sink:  # its workers start before the file opens
+        received = receive(inputs.stream, path, inputs.watch_timeout, models is not None, sink)
     log.info("Frames of series %d kept in %s", received.header.series, path)
     if models is None:
         return load_inputs([path])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -79,9 +80,10 @@ def end(series: int) -> list[bytes]:
 
 
 class Publisher:
-    """A PUSH socket on a free loopback port sending ``messages`` from a thread, then closing."""
+    """A PUSH socket on a free loopback port sending ``messages`` from a thread, then closing; a callable
+    among the messages is called there instead (a pause mid-series, until it returns)."""
 
-    def __init__(self, messages: list[list[bytes]]):
+    def __init__(self, messages: list[list[bytes] | Callable[[], None]]):
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
@@ -90,9 +92,12 @@ class Publisher:
         self._thread = threading.Thread(target=self._send, args=(messages,), daemon=True)
         self._thread.start()
 
-    def _send(self, messages: list[list[bytes]]) -> None:
+    def _send(self, messages: list[list[bytes] | Callable[[], None]]) -> None:
         for parts in messages:
-            self._socket.send_multipart(parts)  # blocks until a consumer is connected
+            if callable(parts):
+                parts()
+            else:
+                self._socket.send_multipart(parts)  # blocks until a consumer is connected
         self._socket.close()
 
     def join(self) -> None:

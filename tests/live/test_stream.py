@@ -17,6 +17,7 @@ from findspots.output.refl import read_reflections
 
 from . import stream_publisher as publish
 from .test_events import SWEEP, assert_events_are_server_answers, read_events
+from .test_watch import wait_for_lines
 
 SERIES = 7
 CUTOFF = 388704  # the Pilatus 2M's trusted maximum
@@ -107,6 +108,27 @@ def test_a_streamed_series_gives_the_spots_of_its_nxmx_file(tmp_path, sweep):
             assert ds.id.read_direct_chunk((k, 0, 0))[1] == messages[k + 1][2]
     # events: per image, findspots-server's answer for that image of the kept file
     assert_events_are_server_answers(read_events(events), [kept] * 15, [], multi_image=True)
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_events_are_written_while_the_series_arrives(tmp_path, sweep, nproc):
+    master, mask = sweep
+    events = tmp_path / "events.jsonl"
+    frames = publish.frames(data_file(master), SERIES)[:4]
+    paused = []
+
+    def pause() -> None:  # the publisher goes on once the first two frames' events are in the file
+        wait_for_lines(events, 2)
+        paused.append(read_events(events))
+
+    messages = [publish.header(SERIES, config(4), mask), *frames[:2], pause, *frames[2:], publish.end(SERIES)]
+    assert streamed(tmp_path, messages, f"output.per_image_events={events}", f"nproc={nproc}") == 0
+    kept = tmp_path / "stream.refl.stream.h5"
+    assert sorted(paused[0]) == [1, 2]  # read before frames 3 and 4 were sent
+    assert_events_are_server_answers(read_events(events), [kept] * 4, [], multi_image=True)
+    assert all(paused[0][n] == read_events(events)[n] for n in (1, 2))
+    assert findspots(tmp_path, "file4", str(master), "scan_range=1,4") == 0
+    assert (tmp_path / "stream.refl").read_bytes() == (tmp_path / "file4.refl").read_bytes()
 
 
 def test_lz4_frames_decode_to_the_same_pixels(tmp_path, sweep):
