@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: no images in {folder}, skipped", flush=True)
             continue
         for kind, paths in (("bz2", bz2_paths), ("gz", gz_copy(bz2_paths, bench_root() / f"{name}_gz"))):
-            expt = dials_import(paths)
+            expt = dials_import(paths, bench_root())  # not beside the images: data/, shared/ stay as they are
             floor = floor_s(paths)
             walls: dict[str, list[float]] = {"dials": [], "findspots": []}
             spots: dict[str, int] = {}

@@ -81,9 +81,9 @@ def findspots_version() -> str:
         return "unknown"
 
 
-def dials_import(paths: list[Path]) -> Path:
-    """imported.expt for the sweep (made once, next to the images)."""
-    folder = paths[0].parent / f"dials_import_{paths[0].stem}_{paths[-1].stem}"
+def dials_import(paths: list[Path], root: Path | None = None) -> Path:
+    """imported.expt for the sweep (made once, in ``root`` or else next to the images)."""
+    folder = (root or paths[0].parent) / f"dials_import_{paths[0].stem}_{paths[-1].stem}"
     expt = folder / "imported.expt"
     stamp = folder / "paths.txt"
     listing = "\n".join(str(p) for p in paths)
