@@ -7,7 +7,9 @@ paths and parameters, DIALS's classic threshold so both find the same spots). Fo
   the images, each waiting for its answer before the next (closed loop); images per second = answered
   requests / wall time;
 * **latency**: requests sent open-loop at ``--load`` (default 80 %) of that server's measured throughput
-  for ``--seconds``; each request's latency is request sent -> answer read; p50, p99 and the maximum.
+  for ``--seconds``; each request's latency is request sent -> answer read; p50, p99 and the maximum;
+* **CPU per request**: user + system CPU of the server and its workers over the throughput run, per
+  request (much less sensitive to other load on a shared machine than the rates).
 
 The sweep is the benchmarks' synthetic Pilatus 6M sweep (``make_sweep.py``, uncompressed CBF), so
 ``images/s per core`` compares with the batch benchmark. Results go to ``results/live_<name>.json`` and
@@ -33,6 +35,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -92,6 +96,19 @@ def stop_server(proc: subprocess.Popen, base: str) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (a server and its workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def request_url(base: str, image: Path) -> str:
@@ -158,12 +175,14 @@ def percentiles(latencies: list[float]) -> dict:
 
 
 def measure(name: str, nproc: int, images: list[Path], args) -> dict:
-    wait_for_idle()
+    wait_for_idle(max_wait_s=args.idle_wait)
     proc, base = start_server(name, nproc)
     try:
         for image in images:  # warm-up, untimed
             get(request_url(base, image))
+        cpu_s = tree_cpu_s(proc.pid)
         closed = throughput(base, images, args.clients, args.requests)
+        closed["cpu_ms"] = 1000 * (tree_cpu_s(proc.pid) - cpu_s) / args.requests
         open_loop = paced(base, images, args.load * closed["rate"], args.seconds)
     finally:
         stop_server(proc, base)
@@ -178,17 +197,18 @@ def render(results: list[dict], meta: dict) -> str:
         f"{meta['clients']} clients x {meta['requests']} requests (closed loop), then "
         f"{int(meta['load'] * 100)} % of that rate for {meta['seconds']} s (open loop).",
         "",
-        "| server | nproc | images/s | per core | p50 ms (closed) | p50 ms at load | p99 ms at load | max ms"
-        " |",
-        "|---|---|---|---|---|---|---|---|",
+        "| server | nproc | images/s | per core | CPU ms / request | p50 ms (closed) | p50 ms at load "
+        "| p99 ms at load | max ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         t, lat = r["throughput"], r["latency"]
         lines.append(
             f"| {r['server']} | {r['nproc']} | {t['rate']:.1f} | {t['rate'] / r['nproc']:.1f} | "
-            f"{t['p50_ms']:.0f} | {lat['p50_ms']:.0f} | {lat['p99_ms']:.0f} | {lat['max_ms']:.0f} |"
+            f"{t['cpu_ms']:.1f} | {t['p50_ms']:.0f} | {lat['p50_ms']:.0f} | {lat['p99_ms']:.0f} | "
+            f"{lat['max_ms']:.0f} |"
         )
-    by = {(r["server"], r["nproc"]): r["throughput"]["rate"] for r in results}
+    by = {(r["server"], r["nproc"]): r["throughput"] for r in results}
     lines += [
         "",
         f"Goals: >= {GOAL_PER_CORE:g} images/s per core, p99 < {GOAL_P99_MS:g} ms at load, "
@@ -196,9 +216,11 @@ def render(results: list[dict], meta: dict) -> str:
     ]
     for nproc in sorted({r["nproc"] for r in results}):
         if ("findspots", nproc) in by and ("dials", nproc) in by:
+            ours, theirs = by[("findspots", nproc)], by[("dials", nproc)]
             lines.append(
                 f"- nproc={nproc}: findspots-server / dials.find_spots_server = "
-                f"{by[('findspots', nproc)] / by[('dials', nproc)]:.2f}x"
+                f"{ours['rate'] / theirs['rate']:.2f}x (images/s), "
+                f"{theirs['cpu_ms'] / ours['cpu_ms']:.2f}x (CPU per request)"
             )
     return "\n".join(lines) + "\n"
 
@@ -213,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--idle-wait", type=float, default=300.0, help="longest wait for an idle machine, s")
     ap.add_argument("--name", help="results name (default live_<preset>)")
     args = ap.parse_args(argv)
     spec = preset(args.preset, args.nimages)

@@ -9,8 +9,10 @@ centroids afterwards (as DIALS's server does). Everything that is wrong with a r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,7 @@ indexing_min_spots = 10
 """
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_][\w.]*=")
+PARAMETER_SETS_KEPT = 64  # distinct parameter lists whose checked parameters the server keeps
 
 
 class RequestError(Exception):
@@ -140,7 +143,19 @@ def parse_request(target: str, root: str | None = None) -> Request:
     """The request of an HTTP target ``/PATH;name=value;...`` (``root``: the served folder, or None)."""
     image, *items = target.split(";")
     path = image_path(image, root)
-    own, rest = split_parameters([item for item in items if item])
+    # each request gets its own copy of the parameters: answering one changes some of them
+    template = pickle.loads(checked_parameters(tuple(item for item in items if item)))
+    return dataclasses.replace(template, image=image, path=path)
+
+
+@functools.lru_cache(maxsize=PARAMETER_SETS_KEPT)
+def checked_parameters(items: tuple[str, ...]) -> bytes:
+    """The pickled request (without image and path) of the ``name=value`` items, parsed and checked.
+
+    Kept per list of items, as clients send the same parameters with every image: parsing copies
+    the whole findspots parameter tree, the largest cost of a request besides its spot finding.
+    A list that fails raises its RequestError and is not kept."""
+    own, rest = split_parameters(list(items))
     if own.index or own.integrate:
         raise RequestError(400, "index/integrate: findspots-server finds spots only; leave them out")
     try:
@@ -149,9 +164,9 @@ def parse_request(target: str, root: str | None = None) -> Request:
         raise RequestError(400, str(err)) from None
     if parsed.data_args:
         raise RequestError(400, f"{parsed.data_args[0]}: not a name=value parameter")
-    request = make_request(image, path, parsed.params, own)
+    request = make_request("", "", parsed.params, own)
     try:
         check_parameters(request.params)
     except FindSpotsError as err:
         raise RequestError(400, str(err)) from None
-    return request
+    return pickle.dumps(request)
