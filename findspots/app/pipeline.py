@@ -27,7 +27,7 @@ from findspots.spotfinder.exclusions import rejected_frames
 from findspots.spotfinder.hot_mask import hot_mask
 from findspots.spotfinder.labelling import load_compiled
 from findspots.spotfinder.masks import check_mask_parameters, load_lookup_mask, static_masks
-from findspots.spotfinder.spots import concat_shoeboxes, measure, shoeboxes
+from findspots.spotfinder.spots import concat_shoeboxes, shoeboxes
 from findspots.spotfinder.strong import ImageStrong, StrongFinder
 from findspots.threshold import make_threshold
 from findspots.threshold.radial_profile import SequenceGeometry
@@ -78,11 +78,13 @@ class SpotRows:
         return z[np.isin(ids, members)]
 
     def table(self) -> dict:
-        """The reflection table columns as arrays (and one Shoeboxes), in row order."""
-        return {
-            name: concat_shoeboxes(parts) if name == "shoebox" else np.concatenate(parts)
-            for name, parts in self.columns.items()
-        }
+        """The reflection table columns as arrays (and one Shoeboxes), in row order.
+
+        Each column's parts are replaced by the joined column, so that the rows are held once."""
+        for name, parts in self.columns.items():
+            if len(parts) > 1:
+                parts[:] = [concat_shoeboxes(parts) if name == "shoebox" else np.concatenate(parts)]
+        return {name: parts[0] for name, parts in self.columns.items()}
 
 
 def min_spot_size(filter_params, sequences) -> int:
@@ -269,6 +271,7 @@ def find_spots(
                     checkpoints,
                     f"{key}-{s}-{j0}-{j1}",
                     _box_grow(sf.filter.background_gradient),
+                    keep_pixels=params.output.shoeboxes,
                 )
                 seq_images += images
                 _add_range(rows, spots, finder, seq, base, limits, sf.filter, params.output.shoeboxes)
@@ -336,28 +339,24 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
     """Measure and filter one scan range's components and append their rows."""
     log.info("\nExtracted %d spots", spots.n_extracted)
     log.info("Removed %d spots with size < %d pixels", spots.n_small, limits.min_size)
-    n_kept = sum(len(c) for c in spots.panels)
+    n_kept = sum(len(m) for m in spots.panels)
     rows.count("extracted", spots.n_extracted)
     rows.count(f"size < {limits.min_size} px removed", spots.n_small)
     rows.count(f"size > {limits.max_size} px removed", spots.n_large)
     log.info("Removed %d spots with size > %d pixels", spots.n_large, limits.max_size)
-    measures = [measure(c, *finder.panel_shapes[p]) for p, c in enumerate(spots.panels)]
+    measures = spots.panels  # measured where each component was completed
     log.info("Calculated %d spot centroids", n_kept)
     log.info("Calculated %d spot intensities", n_kept)
     keeps = _filter_chain(seq, measures, spots.boxes, filter_params)
     rows.count("removed by the filter chain", n_kept - sum(int(k.sum()) for k in keeps))
-    for p, (comps, m, keep) in enumerate(zip(spots.panels, measures, keeps, strict=True)):
-        width, height = finder.panel_shapes[p]
-        comps = comps.select(keep)
-        bbox, xyz, var, inten = m.bbox[keep], m.xyz[keep], m.variance[keep], m.intensity[keep]
-        n = len(comps)
+    for p, (m, keep) in enumerate(zip(measures, keeps, strict=True)):
+        n = int(keep.sum())
         if not n:
             continue
-        over = comps.values > seq.detector[p].trusted_range[1]
-        owner = np.repeat(np.arange(n), comps.sizes)
-        n_over = np.bincount(owner[over], minlength=n)
+        m = m.take(np.flatnonzero(keep))
+        bbox, xyz, var, inten = m.bbox, m.xyz, m.variance, m.intensity
         flags = np.full(n, STRONG, np.uint64)
-        flags[n_over > 0] |= np.uint64(OVERLOADED)
+        flags[m.n_over > 0] |= np.uint64(OVERLOADED)
         if seq.is_still:
             ids = base + (bbox[:, 4] - seq.frame(0))
         else:
@@ -367,9 +366,12 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
         rows.add("id", ids.astype(np.int32))
         rows.add("intensity.sum.value", inten)
         rows.add("intensity.sum.variance", np.abs(inten))
-        rows.add("n_signal", (comps.sizes - n_over).astype(np.int32))
+        rows.add("n_signal", (m.size - m.n_over).astype(np.int32))
         rows.add("panel", np.full(n, p, np.uint64))
         rows.add("xyzobs.px.value", xyz)
         rows.add("xyzobs.px.variance", var)
         if with_shoeboxes:
-            rows.add("shoebox", shoeboxes(comps, bbox, width, height, p, invalid=over))
+            comps = spots.pop_pixels(p)  # freed once boxed, before the table is written
+            over = comps.values > seq.detector[p].trusted_range[1]
+            sb = shoeboxes(comps, bbox, *finder.panel_shapes[p], p, invalid=over, rows=np.flatnonzero(keep))
+            rows.add("shoebox", sb)

@@ -24,7 +24,7 @@ from findspots.spotfinder.blocks import BlockResult
 
 log = logging.getLogger("findspots")
 
-FORMAT = 2  # version of the file layout; raise it when BlockResult.to_arrays() changes incompatibly
+FORMAT = 3  # version of the file layout; raise it when BlockResult.to_arrays() changes incompatibly
 _FORMAT_KEY = "checkpoint_format"
 
 

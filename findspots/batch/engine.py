@@ -15,6 +15,7 @@ from findspots.spotfinder.blocks import (
     component_boxes,
     merge_blocks,
     process_block,
+    upper_trusted,
 )
 from findspots.spotfinder.strong import ImageStrong
 
@@ -56,15 +57,18 @@ def run_range(
     checkpoints: Checkpoints | None = None,
     range_key: str = "",
     box_grow: int | None = None,
+    keep_pixels: bool = True,
 ) -> tuple[list[ImageStrong], RangeSpots]:
     """Process the blocks of ``plan`` and merge them into the range's final components.
 
     ``box_grow`` (background_gradient on): every final component also gets its box, computed on the
-    workers (see :mod:`findspots.spotfinder.blocks`).
+    workers (see :mod:`findspots.spotfinder.blocks`). ``keep_pixels``: the final components keep
+    their pixels (for shoeboxes); without, the parent holds only their measures.
     """
     n = len(plan.blocks)
     ordered = OrderedImageLog(n, emit_image)
-    keys = [f"{range_key}-{b[0]}-{b[-1]}" for b in plan.blocks]
+    pixels = "-pixels" if keep_pixels else ""  # a block saved without pixels cannot serve shoeboxes
+    keys = [f"{range_key}-{b[0]}-{b[-1]}{pixels}" for b in plan.blocks]
     todo = []
     for b, key in enumerate(keys):
         saved = checkpoints.load(key) if checkpoints else None
@@ -74,7 +78,7 @@ def run_range(
             todo.append(b)
     if len(todo) < n:
         log.info("Resumed %d of %d blocks from %s", n - len(todo), n, checkpoints.folder)
-    tasks = [(plan.blocks[b], b > 0, b < n - 1, three_d, limits, box_grow) for b in todo]
+    tasks = [(plan.blocks[b], b > 0, b < n - 1, three_d, limits, box_grow, keep_pixels) for b in todo]
     progress = Progress(sum(len(plan.blocks[b]) for b in todo))
 
     def describe(i: int) -> str:
@@ -90,7 +94,8 @@ def run_range(
     finally:
         progress.close()
     images = [im for r in ordered.results for im in r.images]
-    spots = merge_blocks(ordered.results, finder.panel_shapes, limits)
+    spots = merge_blocks(ordered.results, finder.panel_shapes, limits, upper_trusted(finder), keep_pixels)
+    ordered.results.clear()  # the blocks' arrays are merged: free them before the boxes and the rows
     if box_grow is not None:
         _box_joined(finder, spots, box_grow, executor)
     return images, spots
@@ -102,7 +107,7 @@ def _box_joined(finder, spots: RangeSpots, grow: int, executor: Executor) -> Non
     joined = {p: idx for p, idx in joined.items() if idx.size}
     if not joined:
         return
-    tasks = [(p, spots.panels[p].take(idx), grow) for p, idx in joined.items()]
+    tasks = [(p, spots.panels[p].bbox[idx], grow) for p, idx in joined.items()]
     panels = list(joined)
 
     def describe(i: int) -> str:

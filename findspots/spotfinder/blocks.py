@@ -2,8 +2,9 @@
 
 A block thresholds its images, labels their strong pixels and returns two kinds of components
 per panel: *interior* ones, which cannot touch another block and are final (already size
-filtered), and *edge* ones, which touch a frame shared with a neighbouring block and are kept
-whole so the merge can join them. Labelling the union of all edge pixels again gives exactly the
+filtered and measured: their pixels travel only when the caller keeps them, for shoeboxes), and
+*edge* ones, which touch a frame shared with a neighbouring block and are kept whole so the merge
+can join them. Labelling the union of all edge pixels again gives exactly the
 components one labelling of the whole range would give, so results never depend on chunking.
 
 With ``spotfinder.filter.background_gradient`` on, a block also returns the data the filter needs for
@@ -22,7 +23,7 @@ import numpy as np
 
 from findspots.spotfinder.arrays import ArrayRecord
 from findspots.spotfinder.labelling import label_pixels
-from findspots.spotfinder.spots import Components, group_components, measure
+from findspots.spotfinder.spots import Components, SpotMeasures, gather_measures, group_components, measure
 from findspots.spotfinder.strong import ImageStrong, StrongFinder
 
 log = logging.getLogger("findspots")
@@ -69,12 +70,17 @@ def _no_boxes() -> SpotBoxes:
     return SpotBoxes(np.zeros(0), np.zeros((0, 2), np.int64))
 
 
+def _no_measures() -> SpotMeasures:
+    return measure(_empty(), 1, 1)
+
+
 @dataclass
 class PanelResult(ArrayRecord):
-    """One panel's components from a block (or a merged range).
+    """One panel's components from a block.
 
-    ``boxes`` holds the background-gradient boxes of the interior components (empty when that filter
-    is off).
+    ``measures`` are the interior components' measures; ``interior`` their pixels, only where the
+    caller keeps them (else empty). ``boxes`` holds the background-gradient boxes of the interior
+    components (empty when that filter is off).
     """
 
     interior: Components
@@ -82,6 +88,7 @@ class PanelResult(ArrayRecord):
     n_small: int = 0
     n_large: int = 0
     boxes: SpotBoxes = field(default_factory=_no_boxes)
+    measures: SpotMeasures = field(default_factory=_no_measures)
 
 
 @dataclass
@@ -101,28 +108,36 @@ def _empty() -> Components:
     return Components(np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64))
 
 
-def _concat(parts: list[Components]) -> Components:
-    """Concatenate component lists (pixel arrays and their group starts)."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return _empty()
-    starts = [np.zeros(1, np.int64)]
+def _gather(parts: list[Components], order: np.ndarray) -> Components:
+    """The components of ``parts`` (as if concatenated) at indices ``order``, copied once."""
+    sizes = np.concatenate([p.sizes for p in parts])[order]
+    start = np.zeros(sizes.size + 1, np.int64)
+    np.cumsum(sizes, out=start[1:])
+    out = Components(np.empty(start[-1], np.int64), np.empty(start[-1]), start)
+    at = np.empty(order.size, np.int64)
+    at[order] = start[:-1]  # where each component, in concatenated order, goes
     offset = 0
-    for p in parts:
-        starts.append(p.start[1:] + offset)
-        offset += p.start[-1]
-    return Components(
-        np.concatenate([p.keys for p in parts]),
-        np.concatenate([p.values for p in parts]),
-        np.concatenate(starts),
-    )
+    for part in parts:
+        part.copy_into(out, np.arange(len(part)), at[offset : offset + len(part)])
+        offset += len(part)
+    return out
 
 
 def _label(keys: np.ndarray, values: np.ndarray, width: int, height: int, three_d: bool) -> Components:
     order = np.argsort(keys, kind="stable")
     keys, values = keys[order], values[order]
+    del order
     labels, ncomp = label_pixels(keys, width, height, three_d)
     return group_components(keys, values, labels, ncomp)
+
+
+def _join_edges(parts: list[PanelResult], width: int, height: int) -> Components:
+    """Label the union of the parts' edge pixels in 3-D; the parts' edges are released on the way."""
+    keys = np.concatenate([r.edges.keys for r in parts]) if parts else np.zeros(0, np.int64)
+    values = np.concatenate([r.edges.values for r in parts]) if parts else np.zeros(0)
+    for r in parts:
+        r.edges = _empty()
+    return _label(keys, values, width, height, True) if keys.size else _empty()
 
 
 def flattened_boxes(sequence, panel: int, bbox: np.ndarray, grow: int) -> list[np.ndarray]:
@@ -144,10 +159,14 @@ def flattened_boxes(sequence, panel: int, bbox: np.ndarray, grow: int) -> list[n
     return boxes
 
 
-def component_boxes(finder: StrongFinder, panel: int, comps: Components, grow: int) -> SpotBoxes:
-    """The :func:`flattened_boxes` of components of ``panel`` (a worker task for joined components)."""
-    bbox = measure(comps, *finder.panel_shapes[panel]).bbox
+def component_boxes(finder: StrongFinder, panel: int, bbox: np.ndarray, grow: int) -> SpotBoxes:
+    """The :func:`flattened_boxes` of spots of ``panel`` (a worker task for joined components)."""
     return SpotBoxes.from_list(flattened_boxes(finder.sequence, panel, bbox, grow))
+
+
+def upper_trusted(finder: StrongFinder) -> list[float]:
+    """Per panel, the value above which a pixel is overloaded."""
+    return [float(panel.trusted_range[1]) for panel in finder.sequence.detector]
 
 
 def process_block(
@@ -158,18 +177,21 @@ def process_block(
     three_d: bool,
     limits: SizeLimits,
     box_grow: int | None = None,
+    keep_pixels: bool = True,
 ) -> BlockResult:
     """Threshold the images ``indices`` of a sequence and label them.
 
     ``open_first``/``open_last`` say whether the block's first/last frame borders another
     block of the same range; components touching an open side are returned as edges.
-    ``box_grow`` (background_gradient on) also returns the interior components' boxes.
+    ``box_grow`` (background_gradient on) also returns the interior components' boxes;
+    ``keep_pixels`` the interior components' pixels (for shoeboxes).
     """
     images = [finder.find(i) for i in indices]
     result = BlockResult(images=[im.without_pixels() for im in images])
     if not images:
         return result
     first, last = images[0].frame, images[-1].frame
+    uppers = upper_trusted(finder)
     for p, (width, height) in enumerate(finder.panel_shapes):
         npix = width * height
         keys = np.concatenate([im.idx[p] + np.int64(im.frame) * npix for im in images])
@@ -188,9 +210,12 @@ def process_block(
         else:
             is_edge = np.zeros(len(comps), bool)
         interior, small, large = limits.split(comps.select(~is_edge))
-        panel = PanelResult(interior, comps.select(is_edge), small, large)
+        measures = measure(interior, width, height, uppers[p])
+        edges = comps.select(is_edge)
+        del comps
+        panel = PanelResult(interior if keep_pixels else _empty(), edges, small, large, measures=measures)
         if box_grow is not None:
-            panel.boxes = component_boxes(finder, p, interior, box_grow)
+            panel.boxes = component_boxes(finder, p, measures.bbox, box_grow)
         result.panels.append(panel)
         result.hot.append(reduce(np.intersect1d, [im.idx[p] for im in images]))
     return result
@@ -198,9 +223,11 @@ def process_block(
 
 @dataclass
 class RangeSpots:
-    """Final components of one scan range, per panel, in DIALS row order."""
+    """Final components of one scan range, per panel, in DIALS row order: their measures, and their
+    pixels where kept (else empty)."""
 
-    panels: list[Components]
+    panels: list[SpotMeasures]
+    pixels: list[Components]
     n_extracted: int
     n_small: int
     n_large: int
@@ -209,36 +236,47 @@ class RangeSpots:
     # until the caller fills it in with component_boxes (all None when the filter is off)
     boxes: list[list[np.ndarray | None]]
 
+    def pop_pixels(self, panel: int) -> Components:
+        """The pixels of ``panel``'s components, handed over: the range keeps none of them after."""
+        pixels, self.pixels[panel] = self.pixels[panel], _empty()
+        return pixels
+
     def joined(self, panel: int) -> np.ndarray:
         """Indices of the components of ``panel`` still without a box."""
         return np.array([i for i, b in enumerate(self.boxes[panel]) if b is None], np.int64)
 
 
 def merge_blocks(
-    blocks: list[BlockResult], panel_shapes: list[tuple[int, int]], limits: SizeLimits
+    blocks: list[BlockResult],
+    panel_shapes: list[tuple[int, int]],
+    limits: SizeLimits,
+    uppers: list[float],
+    keep_pixels: bool = True,
 ) -> RangeSpots:
-    """Join edge components across block boundaries and order every component by first pixel."""
-    out, boxes, extracted, small, large = [], [], 0, 0, 0
+    """Join edge components across block boundaries and order every component by first pixel.
+
+    ``uppers``: per panel, the upper trusted value (see :func:`upper_trusted`); ``keep_pixels`` as
+    the blocks were run with. The blocks' edge pixels are released as they are joined."""
+    out, pixels, boxes, extracted, small, large = [], [], [], 0, 0, 0
     for p, (width, height) in enumerate(panel_shapes):
         parts = [b.panels[p] for b in blocks if b.panels]
-        edges = _concat([r.edges for r in parts])
-        joined = _label(edges.keys, edges.values, width, height, True) if len(edges) else edges
-        kept, j_small, j_large = limits.split(joined)
-        comps = _concat([r.interior for r in parts] + [kept])
+        kept, j_small, j_large = limits.split(_join_edges(parts, width, height))
+        every = [r.measures for r in parts] + [measure(kept, width, height, uppers[p])]
         # interior components whose block carried no box (filter off) stay None like the joined ones
-        panel_boxes = [box for r in parts for box in r.boxes.to_list() or [None] * len(r.interior)] + [
+        panel_boxes = [box for r in parts for box in r.boxes.to_list() or [None] * len(r.measures)] + [
             None
         ] * len(kept)
-        if len(comps):
-            order = np.argsort(comps.keys[comps.start[:-1]], kind="stable")
-            comps = comps.take(order)
-            panel_boxes = [panel_boxes[i] for i in order]
+        order = np.argsort(np.concatenate([m.first for m in every]), kind="stable")
+        measures = gather_measures(every, order)
+        panel_boxes = [panel_boxes[i] for i in order]
+        comps = _gather([r.interior for r in parts] + [kept], order) if keep_pixels else _empty()
         boxes.append(panel_boxes)
         p_small = sum(r.n_small for r in parts) + j_small
         p_large = sum(r.n_large for r in parts) + j_large
-        out.append(comps)
+        out.append(measures)
+        pixels.append(comps)
         small += p_small
         large += p_large
-        extracted += len(comps) + p_small + p_large
+        extracted += len(measures) + p_small + p_large
     hot = [reduce(np.intersect1d, [b.hot[p] for b in blocks if b.hot]) for p in range(len(panel_shapes))]
-    return RangeSpots(out, extracted, small, large, hot, boxes)
+    return RangeSpots(out, pixels, extracted, small, large, hot, boxes)

@@ -18,6 +18,7 @@ from findspots.spotfinder.spots import measure
 from findspots.spotfinder.strong import ImageStrong
 
 W, H = 12, 9
+UPPER = 90.0  # pixel values above it are overloaded
 
 
 class FakeSequence:
@@ -25,7 +26,7 @@ class FakeSequence:
 
     def __init__(self, images):
         self.images = images
-        self.detector = [SimpleNamespace(image_size=(W, H))]
+        self.detector = [SimpleNamespace(image_size=(W, H), trusted_range=(-1, UPPER))]
 
     def frame(self, index):
         return index
@@ -64,11 +65,14 @@ def sweeps(draw):
     return frames, cuts
 
 
-def merged(finder, bounds, three_d, limits):
+def merged(finder, bounds, three_d, limits, keep_pixels=True):
     blocks = []
     for b, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        blocks.append(process_block(finder, range(start, stop), b > 0, b < len(bounds) - 2, three_d, limits))
-    return merge_blocks(blocks, finder.panel_shapes, limits)
+        last = b < len(bounds) - 2
+        blocks.append(
+            process_block(finder, range(start, stop), b > 0, last, three_d, limits, keep_pixels=keep_pixels)
+        )
+    return merge_blocks(blocks, finder.panel_shapes, limits, [UPPER], keep_pixels)
 
 
 @settings(max_examples=150, deadline=None)
@@ -84,10 +88,19 @@ def test_any_chunking_equals_one_block(sweep, size_limits, three_d):
         whole.n_small,
         whole.n_large,
     )
-    a, b = whole.panels[0], chunked.panels[0]
+    a, b = whole.pixels[0], chunked.pixels[0]
     np.testing.assert_array_equal(a.start, b.start)
     np.testing.assert_array_equal(a.keys, b.keys)
     np.testing.assert_array_equal(a.values, b.values)
+    # the measures, taken where each component was completed, are those of the final pixels
+    expected = measure(a, W, H, UPPER).to_arrays()
+    without_pixels = merged(finder, [0, *cuts, len(frames)], three_d, limits, keep_pixels=False)
+    assert len(without_pixels.pixels[0]) == 0
+    for m in (whole.panels[0], chunked.panels[0], without_pixels.panels[0]):
+        got = m.to_arrays()
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            assert got[name].tobytes() == value.tobytes(), name
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,7 +114,7 @@ def test_background_gradient_boxes_of_any_chunking_equal_those_read_after_the_me
     blocks = tuple(range(a, b) for a, b in zip([0, *cuts], [*cuts, len(frames)], strict=True))
     plan = Plan(blocks, 1, 1, 1, None)
     _, spots = run_range(finder, plan, three_d, limits, InProcessExecutor(), lambda im: None, box_grow=2)
-    comps = spots.panels[0]
+    comps = spots.pixels[0]
     expected = flattened_boxes(finder.sequence, 0, measure(comps, W, H).bbox, 2)
     assert len(spots.boxes[0]) == len(comps) == len(expected)
     for ours, theirs in zip(spots.boxes[0], expected, strict=True):
@@ -122,6 +135,7 @@ def test_a_spot_joined_across_blocks_gets_its_box_from_every_frame():
         ],
         finder.panel_shapes,
         SizeLimits(1, 100),
+        [UPPER],
     )
     assert merged_only.joined(0).tolist() == [0]  # no block saw the whole spot
     _, spots = run_range(
