@@ -8,8 +8,9 @@ Conventions (docs/dials-behaviour.md#window):
   column over the window's rows are updated as rows enter and leave, and slid along each row. The
   sums are exact integers, so the strong pixels are exactly those of any other summation order
   (a usable value <= -2**24, whose square could overflow, sends the image to the table path).
-  The loops are written so that LLVM vectorises them; the value test runs only where the
-  dispersion test passed.
+  The loops are written so that LLVM vectorises them: the row entering and the row leaving the
+  window update the column sums in one pass, and the int64 sums are converted to float64 by
+  32-bit halves. The value test runs only where the dispersion test passed.
 - Other images (gain- or pedestal-corrected) use a summed-area table built row by row (running row
   sum added to the table row above) and read by four-corner inclusion-exclusion, DIALS's own order,
   so non-integer sums round, and ties fall, the same way as in DIALS. Only ``2*ky + 2`` table rows
@@ -165,7 +166,9 @@ def _chessboard_core(flag, valid, erosion):
 
     That distance is >= erosion exactly when every pixel of the (2 erosion - 1)-wide square
     around the pixel is flagged; pixels outside the image count as flagged. ``flag`` and
-    ``valid`` are uint8 (0/1) arrays; unflagged pixels are counted with sliding sums.
+    ``valid`` are uint8 (0/1) arrays. Unflagged pixels are counted per column over the square's
+    rows as rows enter and leave; the columns with any are then OR-ed across the square's width,
+    one byte-wide (vectorised) pass per column offset.
     """
     h, w = flag.shape
     core = np.empty((h, w), np.bool_)
@@ -175,30 +178,31 @@ def _chessboard_core(flag, valid, erosion):
             for i in range(w):
                 core[j, i] = (valid[j, i] != 0) & (flag[j, i] != 0)
         return core
-    padded = np.zeros(w + 2 * r, np.int32)  # unflagged pixels per column over rows j-r..j+r
-    columns = padded[r : r + w]
-    ahead = padded[2 * r :]
-    unflagged = np.empty(w, np.int32)
+    columns = np.zeros(w, np.int32)  # unflagged pixels per column over rows j-r..j+r
+    padded = np.zeros(w + 2 * r, np.uint8)  # whether a column has any, with r zeros each side
+    seen = padded[r : r + w]
+    near = np.empty(w, np.uint8)  # whether the square around the pixel has any
+    outside = np.ones(w, np.uint8)  # rows beyond the image count as flagged
     for j in range(-r, h):
-        if j + r < h:
-            row = flag[j + r]
-            for i in range(w):
-                columns[i] += np.int32(row[i] == 0)
-        if j - r - 1 >= 0:
-            row = flag[j - r - 1]
-            for i in range(w):
-                columns[i] -= np.int32(row[i] == 0)
+        entering = flag[j + r] if j + r < h else outside
+        leaving = flag[j - r - 1] if j - r - 1 >= 0 else outside
+        for i in range(w):
+            columns[i] += np.int32(entering[i] == 0) - np.int32(leaving[i] == 0)
         if j < 0:
             continue
-        count = np.int32(0)
-        for i in range(2 * r):
-            count += padded[i]
         for i in range(w):
-            count += ahead[i]
-            unflagged[i] = count
-            count -= padded[i]
+            seen[i] = columns[i] != 0
         for i in range(w):
-            core[j, i] = (valid[j, i] != 0) & (flag[j, i] != 0) & (unflagged[i] == 0)
+            near[i] = padded[i]
+        for d in range(1, 2 * r + 1):
+            shifted = padded[d : d + w]
+            for i in range(w):
+                near[i] |= shifted[i]
+        flag_row = flag[j]
+        valid_row = valid[j]
+        core_row = core[j]
+        for i in range(w):
+            core_row[i] = (valid_row[i] != 0) & (flag_row[i] != 0) & (near[i] == 0)
     return core
 
 
@@ -254,24 +258,35 @@ def _usable(value, valid):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _update_columns(row, valid, sign, cn, cs, cq, want_q):
-    """Add (sign 1) or remove (sign -1) a row's usable pixels to/from the per-column sums.
+def _as_float(v):
+    """``float(v)`` for an int64, by 32-bit halves that convert with vector instructions.
 
-    Returns whether a usable value is <= -2**24, whose square could overflow the int64 sums.
-    One loop per sum, each indexed from 0 over row-sized views, is what lets LLVM vectorise.
+    AVX2 has no int64 -> float64 conversion (LLVM converts one element at a time). Both halves
+    convert exactly (the low one offset into the int32 range and back), so the one rounding of
+    their sum is that of the direct conversion.
     """
-    for i in range(row.size):
-        cn[i] += sign * np.int32(_usable(row[i], valid[i]))
+    high = np.float64(np.int32(v >> 32)) * 4294967296.0
+    return high + (np.float64(np.int32((v & 0xFFFFFFFF) - 0x80000000)) + 2147483648.0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _update_columns(new, new_valid, old, old_valid, cn, cs, cq, want_q):
+    """Add row ``new``'s usable pixels to the per-column sums and take row ``old``'s away.
+
+    Returns whether a usable value of ``new`` is <= -2**24, whose square could overflow the
+    int64 sums (rows are checked as they enter).
+    """
     negative = False
-    for i in range(row.size):
-        v = np.int64(row[i])
-        use = _usable(row[i], valid[i])
-        cs[i] += sign * (v if use else 0)
-        negative |= use & (v <= -IBIG)
-    if want_q:
-        for i in range(row.size):
-            v = np.int64(row[i])
-            cq[i] += sign * (v * v if _usable(row[i], valid[i]) else 0)
+    for i in range(cn.size):
+        a = np.int64(new[i])
+        b = np.int64(old[i])
+        use_a = _usable(new[i], new_valid[i])
+        use_b = _usable(old[i], old_valid[i])
+        cn[i] += np.int32(use_a) - np.int32(use_b)
+        cs[i] += (a if use_a else 0) - (b if use_b else 0)
+        if want_q:
+            cq[i] += (a * a if use_a else 0) - (b * b if use_b else 0)
+        negative |= use_a & (a <= -IBIG)
     return negative
 
 
@@ -301,6 +316,21 @@ def _row_windows(padded_n, padded_s, padded_q, span, wn, ws, wq):
         q -= padded_q[i]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _flag_row(wn, ws, wq, valid_row, least, nsig_b, gain, flagged):
+    """The dispersion test along a row from its window sums; returns whether any pixel passed."""
+    anything = False
+    for i in range(wn.size):
+        m = np.float64(wn[i])
+        x = _as_float(ws[i])
+        y = _as_float(wq[i])
+        a, c = _dispersion_sides(m, x, y, nsig_b, gain, np.sqrt(2.0 * (m - 1)))
+        flag = (valid_row[i] != 0) & (wn[i] >= least) & (x >= 0) & (a > c)
+        flagged[i] = flag
+        anything |= flag
+    return anything
+
+
 @numba.njit(cache=True, nogil=True)
 def _sliding_dispersion(image, valid, ky, kx, nsig_b, nsig_s, min_count, threshold, gain, value_test, out):
     """The test of ``_dispersion_kernel`` from exact integer window sums (integer-valued images).
@@ -311,6 +341,7 @@ def _sliding_dispersion(image, valid, ky, kx, nsig_b, nsig_s, min_count, thresho
     value is <= -2**24 (its square could overflow): the caller then uses ``_dispersion_kernel``.
     """
     h, w = image.shape
+    least = np.int32(min_count)
     span = 2 * kx + 1
     padded_n = np.zeros(w + span - 1, np.int32)
     padded_s = np.zeros(w + span - 1, np.int64)
@@ -322,25 +353,26 @@ def _sliding_dispersion(image, valid, ky, kx, nsig_b, nsig_s, min_count, thresho
     ws = np.empty(w, np.int64)
     wq = np.empty(w, np.int64)
     flagged = np.empty(w, np.bool_)
+    none = np.zeros(w, image.dtype)
+    none_valid = np.zeros(w, np.uint8)
     for r in range(min(ky, h)):
-        if _update_columns(image[r], valid[r], 1, cn, cs, cq, True):
+        if _update_columns(image[r], valid[r], none, none_valid, cn, cs, cq, True):
             return False
     for j in range(h):
-        if j + ky < h and _update_columns(image[j + ky], valid[j + ky], 1, cn, cs, cq, True):
-            return False
+        new, new_valid, old, old_valid = none, none_valid, none, none_valid
+        if j + ky < h:
+            new, new_valid = image[j + ky], valid[j + ky]
         if j - ky - 1 >= 0:
-            _update_columns(image[j - ky - 1], valid[j - ky - 1], -1, cn, cs, cq, True)
+            old, old_valid = image[j - ky - 1], valid[j - ky - 1]
+        if _update_columns(new, new_valid, old, old_valid, cn, cs, cq, True):
+            return False
         _row_windows(padded_n, padded_s, padded_q, span, wn, ws, wq)
         valid_row = valid[j]
-        anything = False
-        for i in range(w):
-            m = np.float64(wn[i])
-            x = np.float64(ws[i])
-            y = np.float64(wq[i])
-            a, c = _dispersion_sides(m, x, y, nsig_b, gain, np.sqrt(2.0 * (m - 1)))
-            flag = (valid_row[i] != 0) & (wn[i] >= min_count) & (x >= 0) & (a > c)
-            flagged[i] = flag
-            anything |= flag
+        # a literal 0.0 (the usual no-gain case) lets LLVM drop the gain branch from the pixel loop
+        if gain > 0:
+            anything = _flag_row(wn, ws, wq, valid_row, least, nsig_b, gain, flagged)
+        else:
+            anything = _flag_row(wn, ws, wq, valid_row, least, nsig_b, 0.0, flagged)
         row_out = out[j]
         if not value_test:
             # pass 1 of the extended test: masked pixels are flagged, so they never seed erosion
@@ -365,6 +397,49 @@ def _sliding_dispersion(image, valid, ky, kx, nsig_b, nsig_s, min_count, thresho
     return True
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _background(valid, core, k, none_valid, out):
+    """Row ``k``'s pixels in pass 2's window sums (valid, not core) as uint8; none outside the image."""
+    if k < 0 or k >= valid.shape[0]:
+        return none_valid
+    valid_row = valid[k]
+    core_row = core[k]
+    for i in range(out.size):
+        out[i] = (valid_row[i] != 0) & (not core_row[i])
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append_true(flat, lo, hi, positions, count):
+    """Write the indices lo..hi-1 where ``flat`` is nonzero at ``positions[count:]``; returns the count."""
+    for b in range(lo, hi):
+        if flat[b] != 0:
+            positions[count] = b
+            count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _true_positions(flags):
+    """Flat indices of the True pixels of a C-contiguous bool image, in order.
+
+    Eight pixels are tested at once (one uint64 word): the sparse pixels are found without a
+    branch per pixel.
+    """
+    flat = flags.reshape(flags.size).view(np.uint8)
+    words = flat[: flat.size // 8 * 8].view(np.uint64)
+    total = 0
+    for b in range(flat.size):
+        total += flat[b]
+    positions = np.empty(total, np.int64)
+    count = 0
+    for k in range(words.size):
+        if words[k] != 0:
+            count = _append_true(flat, 8 * k, 8 * k + 8, positions, count)
+    _append_true(flat, 8 * words.size, flat.size, positions, count)
+    return positions
+
+
 @numba.njit(cache=True, nogil=True)
 def _sliding_final(image, valid, core, ky, kx, nsig_s, threshold, gain, out):
     """Pass 2 of the extended test from exact integer window sums (integer-valued images).
@@ -380,36 +455,33 @@ def _sliding_final(image, valid, core, ky, kx, nsig_s, threshold, gain, out):
     cn = padded_n[kx : kx + w]
     cs = padded_s[kx : kx + w]
     unused = np.zeros(1, np.int64)
-    background = np.empty(w, np.uint8)
+    none = np.zeros(w, image.dtype)
+    none_valid = np.zeros(w, np.uint8)
+    entering = np.empty(w, np.uint8)
+    leaving = np.empty(w, np.uint8)
+    out[:] = False
+    positions = _true_positions(core)  # only core pixels can be strong
+    nxt = 0
     for r in range(-ky, h):
-        if r + ky < h:
-            k = r + ky
-            for i in range(w):
-                background[i] = (valid[k, i] != 0) & (not core[k, i])
-            if _update_columns(image[k], background, 1, cn, cs, unused, False):
-                return False
-        if r - ky - 1 >= 0:
-            k = r - ky - 1
-            for i in range(w):
-                background[i] = (valid[k, i] != 0) & (not core[k, i])
-            _update_columns(image[k], background, -1, cn, cs, unused, False)
+        k_in = r + ky
+        k_out = r - ky - 1
+        new_valid = _background(valid, core, k_in, none_valid, entering)
+        old_valid = _background(valid, core, k_out, none_valid, leaving)
+        new = image[k_in] if k_in < h else none
+        old = image[k_out] if k_out >= 0 else none
+        if _update_columns(new, new_valid, old, old_valid, cn, cs, unused, False):
+            return False
         if r < 0:
             continue
-        row_out = out[r]
-        anything = False
-        for i in range(w):
-            row_out[i] = False
-            anything |= core[r, i]
-        if not anything:
-            continue
-        for i in range(w):
-            if core[r, i]:
-                m = np.int64(0)
-                x = np.int64(0)
-                for d in range(span):
-                    m += padded_n[i + d]
-                    x += padded_s[i + d]
-                row_out[i] = _final_test(m, np.float64(x), image[r, i], nsig_s, threshold, gain)
+        while nxt < positions.size and positions[nxt] < (r + 1) * w:
+            i = positions[nxt] - r * w
+            nxt += 1
+            m = np.int64(0)
+            x = np.int64(0)
+            for d in range(span):
+                m += padded_n[i + d]
+                x += padded_s[i + d]
+            out[r, i] = _final_test(m, np.float64(x), image[r, i], nsig_s, threshold, gain)
     return True
 
 
