@@ -15,6 +15,7 @@ from typing import NoReturn
 from findspots import __version__
 from findspots.app.malloc import reuse_freed_buffers
 from findspots.errors import FindSpotsError, ParameterError
+from findspots.numba_start import skip_blas_probe
 
 log = logging.getLogger("findspots")
 
@@ -533,6 +534,7 @@ def main() -> None:
     """Console-script entry point."""
     _install_stop_handlers()
     reuse_freed_buffers()
+    skip_blas_probe()
     try:
         code = run(sys.argv[1:])
         _stop["exiting"] = True  # from here on a signal no longer interrupts the exit

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from findspots.numba_start import skip_blas_probe
+
 
 def _links(keys: np.ndarray, step: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, j) with keys[j] == keys[i] + step, for pixels where ``allowed``."""
@@ -81,4 +83,5 @@ def _components(n, src, dst):
 def load_compiled() -> None:
     """Load the compiled labelling now: the first compiled function a process loads also sets up
     numba itself (~0.3 s), which processes forked afterwards then inherit instead of repeating."""
+    skip_blas_probe()
     label_pixels(np.arange(2, dtype=np.int64), 2, 2, True)
