@@ -46,3 +46,20 @@ def test_output_experiments_share_identifiers_with_the_table(tmp_path):
     again = tmp_path / "again.refl"
     assert run([str(expt), f"output.reflections={again}", "output.report=None"]) == 0
     assert len(read_reflections(again)["bbox"]) == len(table["bbox"]) == 53
+
+
+def test_the_report_is_drawn_with_the_runs_nproc(tmp_path, monkeypatch):
+    import findspots.report as report
+
+    seen, build = [], report.build_figures
+
+    def recorded(data, nproc=1):
+        seen.append(nproc)
+        return build(data, nproc)
+
+    monkeypatch.setattr(report, "build_figures", recorded)
+    image = REPO / "data" / "l_cysteine" / "l-cyst_01_00001.cbf.bz2"
+    page = tmp_path / "report.html"
+    argv = [str(image), "nproc=2", f"output.reflections={tmp_path / 's.refl'}", f"output.report={page}"]
+    assert run([*argv, f"output.log={tmp_path / 'l'}", f"output.debug_log={tmp_path / 'd'}"]) == 0
+    assert seen == [2] and page.read_text().count("data:image/png;base64,") == 4

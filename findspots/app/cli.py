@@ -64,7 +64,7 @@ def _write_report(
             grid=tuple(out.grid) if out.grid else None,
             grid_order=out.grid_order,
         )
-        figures = build_figures(data)
+        figures = build_figures(data, nproc=params.spotfinder.mp.nproc)
         if out.report:
             write_report(data, out.report, figures=figures)
             log.info("Report written to %s", out.report)

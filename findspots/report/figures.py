@@ -27,7 +27,7 @@ from matplotlib.colors import ListedColormap, NoNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -104,8 +104,31 @@ def render(fig: Figure) -> Image.Image:
     """The figure drawn by Agg (with the report's rcParams), as an RGBA image on the canvas's buffer."""
     canvas = FigureCanvasAgg(fig)
     with matplotlib.rc_context(STYLE):
+        for ax in fig.axes:
+            _drop_unseen_ticks(ax.xaxis)
+            _drop_unseen_ticks(ax.yaxis)
         canvas.draw()
     return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+
+
+def _drop_unseen_ticks(axis) -> None:
+    """Fix the axis's major ticks to the locations its locator gives inside the view.
+
+    matplotlib makes a tick (five artists, about a millisecond) for every location of the locator, which
+    goes a step past each end of the view, and then draws only those inside: a quarter of the ticks."""
+    locator = axis.get_major_locator()
+    if isinstance(locator, FixedLocator | NullLocator):
+        return
+    locs = np.asarray(locator(), dtype=np.float64)
+    transform = axis.get_transform()
+    lo, hi = sorted(transform.transform(np.asarray(axis.get_view_interval(), dtype=np.float64)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = transform.transform(locs)
+    slack = 1e-10 * (hi - lo)  # as matplotlib decides which ticks to draw
+    inside = locs[(t >= lo - slack) & (t <= hi + slack)]
+    # A single tick is formatted from the view's ends instead of its neighbours: leave such axes alone.
+    if 2 <= inside.size < locs.size:
+        axis.set_major_locator(FixedLocator(inside))
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -559,6 +582,19 @@ def _plain_log_axis(axis, values: np.ndarray) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _scatter_by_colour(ax, x: np.ndarray, y: np.ndarray, value: np.ndarray, scale: ScalarMappable, **kwargs):
+    """Scatter coloured by ``value`` through ``scale``, one collection per distinct value (most
+    common first, so the rarer colours stay on top).
+
+    A collection of one colour is drawn by Agg as one marker stamped at whole pixels, three times faster
+    than a marker rasterised per point in its own colour; the points move by under a pixel."""
+    values, counts = np.unique(value, return_counts=True)
+    colours = scale.to_rgba(values)
+    for k in np.argsort(-counts, kind="stable"):
+        on = value == values[k]
+        ax.scatter(x[on], y[on], color=colours[k], **kwargs)
+
+
 @styled
 def histograms_figure(
     intensity: np.ndarray,
@@ -613,17 +649,8 @@ def histograms_figure(
         ok = np.zeros_like(ok)
         ok[keep] = True
     size = float(np.clip(3000 / max(ok.sum(), 1), 2, 14))
-    sc = a4.scatter(
-        n_signal[ok],
-        intensity[ok],
-        c=n_images[ok],
-        s=size,
-        cmap="viridis",
-        alpha=0.8,
-        lw=0,
-        vmin=n_images.min(),
-        vmax=max(n_images.max(), n_images.min() + 1),
-    )
+    scale = ScalarMappable(Normalize(n_images.min(), max(n_images.max(), n_images.min() + 1)), "viridis")
+    _scatter_by_colour(a4, n_signal[ok], intensity[ok], n_images[ok], scale, s=size, alpha=0.8, lw=0)
     if (hot_mask & positive).any():
         sel = hot_mask & positive
         a4.scatter(
@@ -643,7 +670,7 @@ def histograms_figure(
         _plain_log_axis(a4.xaxis, n_signal)
         _plain_log_axis(a4.yaxis, intensity)
     cax = _add_axes(fig, 9.15, 0.55, 0.12, 2.4)
-    fig.colorbar(sc, cax=cax, label="images spanned")
+    fig.colorbar(scale, cax=cax, label="images spanned", alpha=0.8)
     a4.set_xlabel("pixels in the spot")
     a4.set_ylabel("summed intensity")
     subset = f" ({MAX_SCATTER:,} of {n_ok:,} spots)" if n_ok > MAX_SCATTER else ""

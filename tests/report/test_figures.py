@@ -103,3 +103,42 @@ def test_no_report_no_matplotlib(tmp_path):
     """Without a report or plots the run never imports matplotlib (its import alone costs 0.25 s)."""
     assert "matplotlib" not in _cli_modules(tmp_path, "output.report=None")
     assert "matplotlib" in _cli_modules(tmp_path, f"output.report={tmp_path / 'r.html'}")
+
+
+def _fork_counter(monkeypatch) -> list[int]:
+    """Make the report see two CPUs and count its forks."""
+    import os
+
+    forks, fork = [], os.fork
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or fork())
+    return forks
+
+
+def test_two_processes_draw_the_same_bytes(lcyst_data, lcyst_figures, monkeypatch):
+    """nproc > 1: half of the figures come from a forked process, byte for byte as drawn in one."""
+    forks = _fork_counter(monkeypatch)
+    one = build_figures(lcyst_data, nproc=1)
+    assert not forks and one.png == lcyst_figures.png
+    for nproc in (2, "Auto"):
+        two = build_figures(lcyst_data, nproc=nproc)
+        assert not two.errors and list(two.png) == list(FIGURE_NAMES) and two.png == lcyst_figures.png
+    assert len(forks) == 2
+
+
+def test_the_parent_draws_what_a_dead_child_did_not(lcyst_data, lcyst_figures, monkeypatch):
+    import os
+
+    import findspots.report as R
+
+    parent, render = os.getpid(), R._render
+
+    def dying(data, analysis, names):
+        if os.getpid() != parent:
+            os._exit(3)  # as if killed: nothing sent back
+        return render(data, analysis, names)
+
+    forks = _fork_counter(monkeypatch)
+    monkeypatch.setattr(R, "_render", dying)
+    figures = build_figures(lcyst_data, nproc=2)
+    assert len(forks) == 1 and not figures.errors and figures.png == lcyst_figures.png
