@@ -24,13 +24,16 @@ pipeline calls, in the same order, on one process (nproc=1: one block):
   * check (outside the sum): ``StrongFinder.find`` itself, decode to strong pixels in one call,
     which must give the same pixels;
 
-* once per run: labelling (``blocks._label``: sort, ``label_pixels`` union-find,
-  ``group_components``), the block's size split and hot-pixel candidates, the checkpoint file,
-  ``merge_blocks``, measures, filters and shoeboxes (``pipeline._add_range``), and the write
-  (``SpotRows.table`` and ``write_reflections``).
+* once per run, as ``run_range`` does it at nproc=1 (one block, so nothing to join): ``process_block``
+  on the images found above (labelling, size limits, measures of the block's spots, hot-pixel
+  candidates), with its parts timed again (``blocks._label``: sort, ``label_pixels`` union-find,
+  ``group_components``; ``SizeLimits.split``; ``measure``; ``intersect1d``); the checkpoint file;
+  ``merge_blocks``; filters, rows and shoeboxes (``pipeline._add_range``, with ``_filter_chain``
+  and ``shoeboxes`` timed again); and the write (``SpotRows.table`` and ``write_reflections``).
 
-Then the whole program in this process (``findspots.app.cli.run``, nproc=1, default report), once
-without and once under cProfile, to show what the stage list misses; and start-up: ``python -c
+Then the whole program in this process (``findspots.app.cli.run``, nproc=1): with the default
+report, with ``output.report=None`` (what the stages' sum compares with) and with the report under
+cProfile, to show what the stage list misses; and start-up: ``python -c
 "import findspots.app.cli"``, the modules a run imports, the first call of each compiled stage on a
 warm numba cache, a whole one-image run, and starting the worker pool used for nproc > 1.
 
@@ -54,6 +57,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import contextlib  # noqa: E402
+import copy  # noqa: E402
 import cProfile  # noqa: E402
 import hashlib  # noqa: E402
 import importlib  # noqa: E402
@@ -125,18 +129,18 @@ def _decode_parts(tm: Timer, cbf, path: str) -> None:
 
     prefix = "  read_raw: "
     try:
-        data = tm(f"{prefix}file read (_read_all)", PART, cbf._read_all, path)
+        data = tm(f"{prefix}file read (read_all)", PART, cbf.read_all, path)
 
         def header_part(data):
-            start = data.find(cbf.BINARY_START, max(data.find(cbf.BINARY_SECTION), 0))
-            cbf._check_is_cbf(path, data[:64], data.find(cbf.BINARY_SECTION) >= 0 and start >= 0)
-            header = cbf.parse_header(path, data[:start])
+            header, start = cbf._split_header(path, data)
             shape = header.shape
             cbf._check_element_count(header, shape)
             binary = cbf._binary_section(header, data, start + len(cbf.BINARY_START), False)
             return header, shape, binary
 
-        header, shape, binary = tm(f"{prefix}header (locate, parse_header, checks)", PART, header_part, data)
+        header, shape, binary = tm(
+            f"{prefix}header (_split_header: locate, parse_header; checks)", PART, header_part, data
+        )
         arr = tm(
             f"{prefix}decode_byte_offset (numba)",
             PART,
@@ -294,15 +298,86 @@ def pipeline_objects(paths: list[Path], algorithm: str, max_spot_size: int, tm: 
     return params, seq, finder, limits
 
 
+def _found(finder, images: list):
+    """A copy of ``finder`` whose ``find(k)`` hands back ``images[k]``, found and timed before, so
+    that ``process_block`` is timed on what follows the per-image stages."""
+    found = copy.copy(finder)
+    found.find = images.__getitem__
+    return found
+
+
+def _block_parts(tm: Timer, images: list, finder, three_d: bool, limits) -> int | None:
+    """The parts of ``process_block`` after the images, on one block of panel 0: labelling (with its
+    own parts), size limits, measures and hot-pixel candidates. Returns the components labelled
+    (None if skipped). Private functions: the rows are skipped if they changed."""
+    from findspots.spotfinder.blocks import _label, upper_trusted
+    from findspots.spotfinder.labelling import label_pixels
+    from findspots.spotfinder.spots import group_components, measure
+
+    prefix = "  block: "
+    try:
+        width, height = finder.panel_shapes[0]
+        keys = np.concatenate([im.idx[0] + np.int64(im.frame) * width * height for im in images])
+        values = np.concatenate([im.values[0] for im in images])
+        comps = tm(f"{prefix}labelling (blocks._label)", PART, _label, keys, values, width, height, three_d)
+        order = tm(f"{prefix}labelling: argsort keys", PART, np.argsort, keys, kind="stable")
+        keys, values = keys[order], values[order]
+        labels, ncomp = tm(
+            f"{prefix}labelling: label_pixels (numba union-find)",
+            PART,
+            label_pixels,
+            keys,
+            width,
+            height,
+            three_d,
+        )
+        tm(f"{prefix}labelling: group_components", PART, group_components, keys, values, labels, ncomp)
+        interior = tm(f"{prefix}size limits (SizeLimits.split)", PART, limits.split, comps)[0]
+        upper = upper_trusted(finder)[0]
+        tm(f"{prefix}measure interior spots (spots.measure)", PART, measure, interior, width, height, upper)
+        tm(
+            f"{prefix}hot-pixel candidates (intersect1d)",
+            PART,
+            reduce,
+            np.intersect1d,
+            [im.idx[0] for im in images],
+        )
+        return int(ncomp)
+    except CHANGED_API as e:
+        tm.drop(prefix)
+        tm.skipped["block parts"] = f"{type(e).__name__}: {e}"
+        return None
+
+
+def _add_range_parts(tm: Timer, seq, spots, pixels, filter_params, upper: float | None) -> None:
+    """The filter chain and the shoeboxes inside ``_add_range``, on panel 0 (``upper``: None when the
+    run keeps no shoeboxes). Private functions: the rows are skipped if they changed."""
+    from findspots.app.pipeline import _filter_chain
+    from findspots.spotfinder.spots import shoeboxes
+
+    prefix = "  _add_range: "
+    try:
+        keep = tm(
+            f"{prefix}_filter_chain", PART, _filter_chain, seq, spots.panels, spots.boxes, filter_params
+        )[0]
+        if upper is not None:
+            width, height = seq.detector[0].image_size
+            bbox = spots.panels[0].bbox[keep]
+            over = pixels.values > upper
+            rows = np.flatnonzero(keep)
+            tm(f"{prefix}shoeboxes", PART, shoeboxes, pixels, bbox, width, height, 0, invalid=over, rows=rows)
+    except CHANGED_API as e:
+        tm.drop(prefix)
+        tm.skipped["_add_range parts"] = f"{type(e).__name__}: {e}"
+
+
 def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer, dict]:
     """Time every stage of the pipeline for one algorithm on ``paths`` (one block, nproc=1)."""
-    from findspots.app.pipeline import SpotRows, _add_range, _filter_chain, experiments_of
+    from findspots.app.pipeline import SpotRows, _add_range, _box_grow, experiments_of
     from findspots.batch.checkpoint import Checkpoints
     from findspots.images import cbf
     from findspots.output.refl import write_reflections
-    from findspots.spotfinder.blocks import BlockResult, PanelResult, _empty, _label, merge_blocks
-    from findspots.spotfinder.labelling import label_pixels
-    from findspots.spotfinder.spots import group_components, measure, shoeboxes
+    from findspots.spotfinder.blocks import merge_blocks, process_block, upper_trusted
     from findspots.spotfinder.strong import ImageStrong
 
     disp = importlib.import_module("findspots.threshold.dispersion")  # the module, not the function
@@ -311,8 +386,6 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
     sf = params.spotfinder
     three_d = not seq.is_still and not sf.force_2d
     panel = seq.detector[0]
-    width, height = panel.image_size
-    npix = width * height
     static = [s & f for s, f in zip(seq.static_masks(), finder.static_masks, strict=True)]
     extended = algorithm == "dispersion_extended"
     images: list[ImageStrong] = []
@@ -345,44 +418,46 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
         check = tm("check: StrongFinder.find (decode to strong pixels in one call)", EXTRA, finder.find, k)
         find_mismatch += int(not np.array_equal(check.idx[0], idx))
         del raw, data, mask, strong, check
-    # -- once per block (process_block; one block at nproc=1, so no edge components)
-    keys = np.concatenate([im.idx[0] + np.int64(im.frame) * npix for im in images])
-    values = np.concatenate([im.values[0] for im in images])
-    comps = tm("labelling: blocks._label", STAGE, _label, keys, values, width, height, three_d)
-    order = tm("  argsort keys", PART, np.argsort, keys, kind="stable")
-    skeys, svalues = keys[order], values[order]
-    labels, ncomp = tm("  label_pixels (numba union-find)", PART, label_pixels, skeys, width, height, three_d)
-    tm("  group_components", PART, group_components, skeys, svalues, labels, ncomp)
-    interior, small, large = tm(
-        "block: interior components, size limits",
+    # -- once per range, as run_range does it at nproc=1: one block (no edge components: nothing is
+    # joined, so no boxes to add after the merge), its checkpoint, the merge, then _add_range
+    keep_pixels = params.output.shoeboxes
+    result = tm(
+        "block: process_block on the found images (labelling, size limits, measures, hot pixels)",
         STAGE,
-        lambda c: limits.split(c.select(np.ones(len(c), bool))),  # one block: no edge components
-        comps,
+        process_block,
+        _found(finder, images),
+        range(len(images)),
+        False,
+        False,
+        three_d,
+        limits,
+        _box_grow(sf.filter.background_gradient),
+        keep_pixels,
     )
-    hot = tm(
-        "block: hot-pixel candidates (intersect1d)",
-        STAGE,
-        reduce,
-        np.intersect1d,
-        [im.idx[0] for im in images],
-    )
-    result = BlockResult(
-        images=[im.without_pixels() for im in images],
-        panels=[PanelResult(interior, _empty(), small, large)],
-        hot=[hot],
-    )
+    ncomp = _block_parts(tm, images, finder, three_d, limits)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = Checkpoints(Path(tmp) / "strong.refl.findspots-checkpoint")
         tm("checkpoint: save the block (npz)", STAGE, checkpoints.save, "block", result)
-        spots = tm("merge: merge_blocks", STAGE, merge_blocks, [result], finder.panel_shapes, limits)
-        # -- measures, filters, shoeboxes and rows, as the pipeline does them for a scan range
+        uppers = upper_trusted(finder)
+        spots = tm(
+            "merge: merge_blocks",
+            STAGE,
+            merge_blocks,
+            [result],
+            finder.panel_shapes,
+            limits,
+            uppers,
+            keep_pixels,
+        )
+        del result  # as run_range frees the blocks once merged
+        pixels = spots.pixels[0]  # _add_range hands them over to the shoeboxes; kept for the parts below
         rows = SpotRows(experiments=experiments_of([seq]))
         log = logging.getLogger("findspots")
         level = log.level
         log.setLevel(logging.WARNING)  # _add_range logs its counts at INFO
         try:
             tm(
-                "measures, filters, shoeboxes: _add_range",
+                "filters, rows, shoeboxes: _add_range",
                 STAGE,
                 _add_range,
                 rows,
@@ -392,18 +467,14 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
                 0,
                 limits,
                 sf.filter,
-                params.output.shoeboxes,
+                keep_pixels,
             )
-            final = spots.panels[0]
-            m = tm("  measure", PART, measure, final, width, height)
-            keep = tm("  _filter_chain", PART, _filter_chain, seq, [m], sf.filter)[0]
-            kept = final.select(keep)
-            over = kept.values > panel.trusted_range[1]
-            sb = tm("  shoeboxes", PART, shoeboxes, kept, m.bbox[keep], width, height, 0, invalid=over)
+            _add_range_parts(tm, seq, spots, pixels, sf.filter, uppers[0] if keep_pixels else None)
         finally:
             log.setLevel(level)
         table = tm("write: SpotRows.table", STAGE, rows.table)
-        if not params.output.shoeboxes:
+        shoebox = table.get("shoebox")
+        if not keep_pixels:
             table.pop("shoebox", None)
         out = Path(tmp) / "strong.refl"
         tm("write: write_reflections", STAGE, write_reflections, str(out), table, {})
@@ -412,19 +483,21 @@ def stages(paths: list[Path], algorithm: str, max_spot_size: int) -> tuple[Timer
         threshold_path=", ".join(sorted(paths_taken)),
         kernel_parts_mismatched_pixels=kernel_mismatch,
         find_check_mismatched_images=find_mismatch,
-        strong_pixels=int(keys.size),
-        components=int(ncomp),
+        strong_pixels=sum(im.count for im in images),
+        components=ncomp,
         extracted=spots.n_extracted,
         small=spots.n_small,
         large=spots.n_large,
         spots=len(rows),
-        shoebox_voxels=int(sb.offsets[-1]),
+        shoebox_voxels=int(shoebox.offsets[-1]) if shoebox is not None else 0,
         refl_bytes=size,
     )
     return tm, info
 
 
-def _cli_argv(paths: list[Path], algorithm: str, max_spot_size: int, tmp: str) -> list[str]:
+def _cli_argv(
+    paths: list[Path], algorithm: str, max_spot_size: int, tmp: str, report: bool = True
+) -> list[str]:
     return [
         *map(str, paths),
         f"threshold.algorithm={algorithm}",
@@ -433,7 +506,7 @@ def _cli_argv(paths: list[Path], algorithm: str, max_spot_size: int, tmp: str) -
         f"output.reflections={tmp}/s.refl",
         f"output.log={tmp}/l.log",
         f"output.debug_log={tmp}/d.log",
-        f"output.report={tmp}/findspots.html",
+        f"output.report={tmp}/findspots.html" if report else "output.report=None",
     ]
 
 
@@ -442,14 +515,15 @@ def _drop_cli_handlers() -> None:
         logging.getLogger("findspots").removeHandler(h)
 
 
-def cli_run(paths: list[Path], algorithm: str, max_spot_size: int) -> float:
-    """The whole CLI in-process (nproc=1, default report), no profiler; returns the wall s."""
+def cli_run(paths: list[Path], algorithm: str, max_spot_size: int, report: bool = True) -> float:
+    """The whole CLI in-process (nproc=1, with the default report or none), no profiler; returns the
+    wall s."""
     from findspots.app import cli
 
     with tempfile.TemporaryDirectory() as tmp:
         with contextlib.redirect_stdout(io.StringIO()):  # the CLI's log lines
             t0 = time.perf_counter()
-            rc = cli.run(_cli_argv(paths, algorithm, max_spot_size, tmp))
+            rc = cli.run(_cli_argv(paths, algorithm, max_spot_size, tmp, report))
             wall = time.perf_counter() - t0
     _drop_cli_handlers()
     if rc != 0:
@@ -619,8 +693,8 @@ def report(results: dict, nimages: int, meta: dict) -> str:
         "",
         f"- {meta['machine']}; findspots source {meta.get('source', '?')}.",
         f"- Times are ms per image: the median over the {nimages} images for per-image rows, total / "
-        f"{nimages} for the rows done once per run (input, labelling, block, checkpoint, merge, measures, "
-        "write). One process, warm numba cache, images in the page cache.",
+        f"{nimages} for the rows done once per run (input, block, checkpoint, merge, filters and "
+        "shoeboxes, write). One process, warm numba cache, images in the page cache.",
         "- Bold rows add up to the sum. Indented rows are parts of the row above, timed again separately. "
         "`alt`, `option` and `check` rows are measured for comparison only and are not in the sum.",
         "",
@@ -662,7 +736,8 @@ def report(results: dict, nimages: int, meta: dict) -> str:
             "cli_wall",
             "whole CLI run in-process (nproc=1, with the report; modules already imported), per image",
         ),
-        ("cli_wall_cprofile", "the same under cProfile, per image"),
+        ("cli_wall_no_report", "the same with output.report=None, per image"),
+        ("cli_wall_cprofile", "the same with the report under cProfile, per image"),
     ):
         lines.append(
             f"| {what} | "
@@ -773,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.no_cprofile:
             results[alg]["cli_wall"] = cli_run(paths, alg, mss)
+            results[alg]["cli_wall_no_report"] = cli_run(paths, alg, mss, report=False)
             wall, text = cprofile_run(paths, alg, mss)
             results[alg]["cli_wall_cprofile"] = wall
             results[alg]["cprofile"] = text
