@@ -9,10 +9,10 @@ centroids afterwards (as DIALS's server does). Everything that is wrong with a r
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -144,13 +144,14 @@ def parse_request(target: str, root: str | None = None) -> Request:
     image, *items = target.split(";")
     path = image_path(image, root)
     # each request gets its own copy of the parameters: answering one changes some of them
-    template = pickle.loads(checked_parameters(tuple(item for item in items if item)))
+    template = copy.deepcopy(checked_parameters(tuple(item for item in items if item)))
     return dataclasses.replace(template, image=image, path=path)
 
 
 @functools.lru_cache(maxsize=PARAMETER_SETS_KEPT)
-def checked_parameters(items: tuple[str, ...]) -> bytes:
-    """The pickled request (without image and path) of the ``name=value`` items, parsed and checked.
+def checked_parameters(items: tuple[str, ...]) -> Request:
+    """The request (without image and path) of the ``name=value`` items, parsed and checked; shared by
+    every request with these items, so never changed: copy it.
 
     Kept per list of items, as clients send the same parameters with every image: parsing copies
     the whole findspots parameter tree, the largest cost of a request besides its spot finding.
@@ -169,4 +170,4 @@ def checked_parameters(items: tuple[str, ...]) -> bytes:
         check_parameters(request.params)
     except FindSpotsError as err:
         raise RequestError(400, str(err)) from None
-    return pickle.dumps(request)
+    return request

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import msgpack
 
 from findspots.geometry.ice_rings import ice_ring_d_spacings
 from findspots.report.data import (
@@ -150,7 +151,7 @@ def _render_forked(data: ReportData, analysis: Analysis, names: list[str]) -> Ca
         try:
             os.close(read_end)
             with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(pickle.dumps(_render(data, analysis, names), pickle.HIGHEST_PROTOCOL))
+                pipe.write(msgpack.packb(_render(data, analysis, names)))  # str -> bytes / str maps
             status = 0
         finally:
             os._exit(status)
@@ -162,7 +163,7 @@ def _render_forked(data: ReportData, analysis: Analysis, names: list[str]) -> Ca
                 payload = pipe.read()
         finally:
             _, status = os.waitpid(pid, 0)
-        return pickle.loads(payload) if status == 0 and payload else None
+        return tuple(msgpack.unpackb(payload)) if status == 0 and payload else None
 
     return collect
 
