@@ -15,13 +15,21 @@ The sweep is the benchmarks' synthetic Pilatus 6M sweep (``make_sweep.py``, unco
 ``images/s per core`` compares with the batch benchmark. Results go to ``results/live_<name>.json`` and
 ``.md``. One untimed warm-up request per image comes first (page cache, numba).
 
+``--mode follow`` measures ``findspots input.watch=True`` instead (DIALS has no follow mode): for each
+``nproc`` the sweep's images are dropped into an empty folder at ``--rate`` images/s, each written under
+a name outside the template and renamed into it (as a detector's writer does), while
+``output.per_image_events`` is polled every 2 ms; each image's latency is rename -> its event line.
+Sustained rate = events / (last event - first rename). Results go to ``results/live_follow_<preset>``.
+
     .venv/bin/python benchmarks/live.py                          # p6m, 20 images, nproc 1 and 2
     .venv/bin/python benchmarks/live.py --nproc 2 --requests 200 --servers findspots
+    .venv/bin/python benchmarks/live.py --mode follow --rate 10  # findspots following a folder
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +37,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -55,6 +64,9 @@ PARAMETERS = "threshold.algorithm=dispersion;filter.max_spot_size=1000"
 GOAL_PER_CORE = 25.0  # Pilatus 6M images/s per core, sustained
 GOAL_P99_MS = 150.0
 GOAL_RATIO = 5.0
+FINDSPOTS = str(REPO / ".venv" / "bin" / "findspots")
+EVENT_POLL_S = 0.002
+FOLLOW_TIMEOUT_S = 5  # input.watch_timeout: following ends this long after the last image
 
 
 def free_port() -> int:
@@ -189,6 +201,100 @@ def measure(name: str, nproc: int, images: list[Path], args) -> dict:
     return {"server": name, "nproc": nproc, "throughput": closed, "latency": open_loop}
 
 
+def event_times(events: Path, wanted: int, proc: subprocess.Popen, seen: dict[int, float]) -> None:
+    """Poll ``events`` every 2 ms until ``wanted`` indices have lines or ``proc`` exits; ``seen``: index
+    -> time.monotonic() its line was first read."""
+    offset, partial = 0, b""
+    while len(seen) < wanted:
+        done = proc.poll() is not None  # read once more after exit: the last lines may be new
+        with contextlib.suppress(FileNotFoundError), events.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+            offset += len(chunk)
+            now = time.monotonic()
+            *lines, partial = (partial + chunk).split(b"\n")
+            for line in lines:
+                seen.setdefault(json.loads(line)["index"], now)
+        if done:
+            return
+        time.sleep(EVENT_POLL_S)
+
+
+def follow_run(nproc: int, images: list[Path], args) -> dict:
+    """One ``findspots input.watch=True`` run fed ``images`` at ``args.rate`` images/s: latencies
+    rename -> event line, sustained rate, and the exit status after following ends."""
+    wait_for_idle(max_wait_s=args.idle_wait)
+    with tempfile.TemporaryDirectory(prefix="live_follow_") as tmp:
+        folder = Path(tmp)
+        argv = [
+            FINDSPOTS,
+            f"input.template={folder}/img_#####.cbf",
+            "input.watch=True",
+            f"input.watch_timeout={FOLLOW_TIMEOUT_S}",
+            f"output.per_image_events={folder}/events.jsonl",
+            f"nproc={nproc}",
+            "output.report=None",
+            "threshold.algorithm=dispersion",
+            f"output.reflections={folder}/strong.refl",
+            f"output.log={folder}/log",
+            f"output.debug_log={folder}/dlog",
+        ]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2.0)  # let it start following before the first image
+        seen: dict[int, float] = {}
+        poller = threading.Thread(target=event_times, args=(folder / "events.jsonl", len(images), proc, seen))
+        poller.start()
+        renamed: dict[int, float] = {}
+        start = time.monotonic()
+        for number, image in enumerate(images, 1):
+            delay = start + (number - 1) / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            name = f"img_{number:05d}.cbf"
+            shutil.copyfile(image, folder / f".{name}.tmp")  # outside the template until renamed
+            os.rename(folder / f".{name}.tmp", folder / name)
+            renamed[number] = time.monotonic()
+        try:
+            returncode = proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            returncode = proc.wait()
+        poller.join()
+    latencies = [seen[n] - renamed[n] for n in renamed if n in seen]
+    span = max(seen.values()) - renamed[1] if seen else float("nan")
+    return {
+        "nproc": nproc,
+        "images": len(images),
+        "events": len(seen),
+        "rate_offered": args.rate,
+        "rate_sustained": len(seen) / span,
+        **(percentiles(latencies) if latencies else {}),
+        "returncode": returncode,
+    }
+
+
+def render_follow(results: list[dict], meta: dict) -> str:
+    lines = [
+        f"# Live benchmark, following a folder: {meta['sweep']} ({meta['nimages']} Pilatus 6M images, "
+        "uncompressed CBF)",
+        "",
+        f"{meta['date']}, {meta['cores']} cores; `findspots input.watch=True input.watch_timeout="
+        f"{FOLLOW_TIMEOUT_S} threshold.algorithm=dispersion`; images renamed into the folder at "
+        f"{meta['rate']:g} images/s; latency = rename -> its line in `output.per_image_events`. "
+        "DIALS has no follow mode, so there is nothing to compare with.",
+        "",
+        "| nproc | images | events | images/s offered | sustained | p50 ms | p99 ms | max ms | exit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['nproc']} | {r['images']} | {r['events']} | {r['rate_offered']:g} | "
+            f"{r['rate_sustained']:.1f} | {r.get('p50_ms', float('nan')):.0f} | "
+            f"{r.get('p99_ms', float('nan')):.0f} | {r.get('max_ms', float('nan')):.0f} | {r['returncode']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render(results: list[dict], meta: dict) -> str:
     lines = [
         f"# Live benchmark: {meta['sweep']} ({meta['nimages']} Pilatus 6M images, uncompressed CBF)",
@@ -236,10 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--idle-wait", type=float, default=300.0, help="longest wait for an idle machine, s")
-    ap.add_argument("--name", help="results name (default live_<preset>)")
+    ap.add_argument("--name", help="results name (default live_<preset>, live_follow_<preset> to follow)")
+    ap.add_argument("--mode", choices=["server", "follow"], default="server")
+    ap.add_argument("--rate", type=float, default=10.0, help="images/s dropped into the folder (follow)")
     args = ap.parse_args(argv)
     spec = preset(args.preset, args.nimages)
     images = [p.resolve() for p in make_sweep(spec)]
+    if args.mode == "follow":
+        return follow_main(images, spec.name, args)
     results = []
     for nproc in args.nproc:
         for name in args.servers:
@@ -260,6 +370,27 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     (out / f"{name}.md").write_text(render(results, meta))
     print(render(results, meta))
+    return 0
+
+
+def follow_main(images: list[Path], sweep: str, args) -> int:
+    print("DIALS has no follow mode: findspots input.watch=True alone", flush=True)
+    results = []
+    for nproc in args.nproc:
+        results.append(follow_run(nproc, images, args))
+        print(json.dumps(results[-1]), flush=True)
+    meta = {
+        "sweep": sweep,
+        "nimages": len(images),
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "rate": args.rate,
+    }
+    name = args.name or f"live_follow_{args.preset}"
+    out = HERE / "results"
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    (out / f"{name}.md").write_text(render_follow(results, meta))
+    print(render_follow(results, meta))
     return 0
 
 
