@@ -29,7 +29,7 @@ from findspots.live.events import Sink, event_sink
 
 log = logging.getLogger("findspots")
 
-POLL_S = 0.2  # between looks at the template's folder
+POLL_S = 0.2  # between the starts of two looks (a non-CBF file is whole once its size holds that long)
 
 
 def template_regex(template: str) -> tuple[str, re.Pattern]:
@@ -71,6 +71,7 @@ def follow(
     last = time.monotonic()
     log.info("Following %s (until %g s without a new image)", what, timeout)
     while True:
+        looked = time.monotonic()
         new = look()
         if most is not None:
             new = new[: most - len(taken)]
@@ -86,7 +87,7 @@ def follow(
         if time.monotonic() - last >= timeout:
             log.info("No new image for %g s: following ends with %d image(s)", timeout, len(taken))
             break
-        time.sleep(POLL_S)
+        time.sleep(max(0.0, looked + POLL_S - time.monotonic()))  # a long batch's analysis was the wait
     left = pending(taken)
     if left:
         log.warning("Left out %d image(s) still incomplete or beyond input.watch_images: %s", len(left), left)
