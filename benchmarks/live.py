@@ -365,12 +365,16 @@ def main(argv: list[str] | None = None) -> int:
         "load": args.load,
         "seconds": args.seconds,
     }
-    name = args.name or f"live_{args.preset}"
+    write_results(args.name or f"live_{args.preset}", meta, results, render(results, meta))
+    return 0
+
+
+def write_results(name: str, meta: dict, results: list[dict], text: str) -> None:
+    """``results/<name>.json`` (meta and results) and ``results/<name>.md`` (``text``, also printed)."""
     out = HERE / "results"
     (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-    (out / f"{name}.md").write_text(render(results, meta))
-    print(render(results, meta))
-    return 0
+    (out / f"{name}.md").write_text(text)
+    print(text)
 
 
 def follow_main(images: list[Path], sweep: str, args) -> int:
@@ -386,11 +390,7 @@ def follow_main(images: list[Path], sweep: str, args) -> int:
         "cores": os.cpu_count(),
         "rate": args.rate,
     }
-    name = args.name or f"live_follow_{args.preset}"
-    out = HERE / "results"
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-    (out / f"{name}.md").write_text(render_follow(results, meta))
-    print(render_follow(results, meta))
+    write_results(args.name or f"live_follow_{args.preset}", meta, results, render_follow(results, meta))
     return 0
 
 
