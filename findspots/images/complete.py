@@ -7,11 +7,12 @@ is whole); any other file once its size has stopped changing between two looks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from findspots.errors import ImageError
 from findspots.images.cbf_header import BINARY_SECTION, BINARY_START, looks_like_cbf, parse_header
-from findspots.images.fileio import peek, read_all
+from findspots.images.fileio import compression, peek, read_all
 
 _CBF_HEADER_BYTES = 1 << 16  # a CBF's header and MIME lines are far shorter than this
 
@@ -36,7 +37,7 @@ def is_complete(path: str, last_size: int | None) -> bool:
             return False
         with open(path, "rb") as fh:
             magic = fh.read(3)
-        if magic[:2] == b"\x1f\x8b" or magic == b"BZh":  # gzip, bzip2
+        if compression(magic) is not None:
             data = read_all(path)  # ImageError until the stream reaches its end marker
             return cbf_binary_complete(data, len(data)) if looks_like_cbf(data[:64]) else size == last_size
         if looks_like_cbf(peek(path)):
@@ -45,3 +46,18 @@ def is_complete(path: str, last_size: int | None) -> bool:
     except (OSError, ImageError):
         return False
     return size == last_size
+
+
+class CompleteFiles:
+    """:func:`is_complete` over repeated looks at files still being written: keeps each file's size at
+    the previous look."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, int] = {}
+
+    def __call__(self, path: str) -> bool:
+        """Whether ``path`` can be read whole now (this look's size is kept for the next)."""
+        complete = is_complete(path, self._sizes.get(path))
+        with contextlib.suppress(OSError):
+            self._sizes[path] = os.path.getsize(path)
+        return complete

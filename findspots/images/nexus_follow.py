@@ -19,11 +19,8 @@ that of the whole sweep from the start, and the frames of files not yet written 
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 from findspots.errors import NotYetSupported
-from findspots.images.complete import is_complete
+from findspots.images.complete import CompleteFiles
 from findspots.images.nexus import data_links
 from findspots.images.swmr import open_hdf5
 
@@ -50,7 +47,7 @@ class GrowingMaster:
         self.path = path
         self._whole: list[int] = []  # frames of each data member known to be whole, in order
         self._partial = 0  # frames known to be whole in the member after those
-        self._sizes: dict[str, int] = {}  # file sizes at the previous look
+        self._complete = CompleteFiles()  # an HDF5 file no writer holds: whole once its size holds
 
     def frames(self) -> int:
         """Frames readable whole now, from the first (never fewer than at the previous look)."""
@@ -69,24 +66,17 @@ class GrowingMaster:
     def _links(self) -> list[tuple[str, str] | None]:
         try:
             with open_hdf5(self.path) as master:
-                if not master.swmr_mode and not self._stable(self.path):
+                if not master.swmr_mode and not self._complete(self.path):
                     return []
                 return data_links(master)
         except (OSError, KeyError):  # a master not there yet, or still being written
             return []
 
-    def _stable(self, path: str) -> bool:
-        """Whether ``path`` is a complete file now (for an HDF5 file: its size is that of the last look)."""
-        complete = is_complete(path, self._sizes.get(path))
-        with contextlib.suppress(OSError):
-            self._sizes[path] = os.path.getsize(path)
-        return complete
-
     def _look(self, file: str, dataset: str) -> tuple[int, bool]:
         """(frames of ``dataset`` in ``file`` whole now, whether the member is whole and done)."""
         try:
             with open_hdf5(file) as fh:
-                if not fh.swmr_mode and not self._stable(file):
+                if not fh.swmr_mode and not self._complete(file):
                     return self._partial, False
                 ds = fh[dataset]
                 if ds.is_virtual:  # its frames' files are not looked at: it would read fill values

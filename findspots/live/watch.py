@@ -13,7 +13,6 @@ master's frames as ``spotfinder.scan_range=1,N``), so the spots and every output
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from findspots.errors import ImageError, ParameterError
-from findspots.images.complete import is_complete
+from findspots.images.complete import CompleteFiles
 from findspots.images.inputs import kind_of
 from findspots.images.nexus_follow import GrowingMaster
 from findspots.live.events import Sink, event_sink
@@ -98,17 +97,15 @@ def follow_template(template: str, timeout: float, most: int | None, sink: Sink)
     """The template's images, followed (:func:`follow`): each taken once its file is complete; returns
     their paths in number order."""
     seen: set[int] = set()
-    sizes: dict[str, int] = {}
+    complete = CompleteFiles()
 
     def look() -> list[tuple[str, int]]:
         new = []
         for number, path in sorted(template_files(template).items()):
             if number in seen:
                 continue
-            if is_complete(path, sizes.get(path)):
+            if complete(path):
                 new.append((path, number))
-            with contextlib.suppress(OSError):
-                sizes[path] = os.path.getsize(path)
         seen.update(number for _, number in new)
         return new
 
