@@ -22,7 +22,7 @@ from findspots.batch.plan import Plan, plan_blocks
 from findspots.errors import NotYetSupported, ParameterError
 from findspots.phil import to_dict
 from findspots.spotfinder import filters
-from findspots.spotfinder.blocks import RangeSpots, SizeLimits
+from findspots.spotfinder.blocks import RangeSpots, SizeLimits, upper_trusted
 from findspots.spotfinder.exclusions import rejected_frames
 from findspots.spotfinder.hot_mask import hot_mask
 from findspots.spotfinder.labelling import load_compiled
@@ -353,7 +353,8 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
         n = int(keep.sum())
         if not n:
             continue
-        m = m.take(np.flatnonzero(keep))
+        kept = np.flatnonzero(keep)
+        m = m.take(kept)
         bbox, xyz, var, inten = m.bbox, m.xyz, m.variance, m.intensity
         flags = np.full(n, STRONG, np.uint64)
         flags[m.n_over > 0] |= np.uint64(OVERLOADED)
@@ -372,6 +373,6 @@ def _add_range(rows, spots: RangeSpots, finder, seq, base, limits, filter_params
         rows.add("xyzobs.px.variance", var)
         if with_shoeboxes:
             comps = spots.pop_pixels(p)  # freed once boxed, before the table is written
-            over = comps.values > seq.detector[p].trusted_range[1]
-            sb = shoeboxes(comps, bbox, *finder.panel_shapes[p], p, invalid=over, rows=np.flatnonzero(keep))
+            over = comps.values > upper_trusted(finder)[p]  # the overload rule the measures' n_over used
+            sb = shoeboxes(comps, bbox, *finder.panel_shapes[p], p, invalid=over, rows=kept)
             rows.add("shoebox", sb)
